@@ -1,0 +1,60 @@
+"""User-facing errors and the executor guard that turns them into one clear line.
+
+Every problem caused by the user's input (a missing file, a malformed override, a data set
+that does not follow the contract) is raised as an :class:`ImLatentError` subclass whose
+message is one line naming the file, key or value and what was expected. The executors
+run their ``main`` through :func:`run_guarded`, which prints that line and exits non-zero,
+with no traceback unless ``--debug`` is on the command line or ``IMLATENT_DEBUG=1``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+log = logging.getLogger("imlatent")
+
+
+class ImLatentError(Exception):
+    """Base class of every error caused by user input or data; its message is one line."""
+
+    exit_code = 2
+
+
+class ConfigError(ImLatentError):
+    """A command-line option, override, YAML or JSON value is wrong or missing."""
+
+
+class DataError(ImLatentError):
+    """The HDF5 data, the fold CSV or a phenotype table does not follow the contract."""
+
+
+class CheckpointError(ImLatentError):
+    """A checkpoint or pretrained weight file is missing, unreadable or does not fit the model."""
+
+
+def debug_requested(argv: Sequence[str]) -> bool:
+    """True when ``--debug`` is among the arguments or ``IMLATENT_DEBUG`` is set to a true value."""
+    env = os.environ.get("IMLATENT_DEBUG", "").strip().lower()
+    return "--debug" in argv or env in {"1", "true", "yes", "on"}
+
+
+def run_guarded(main: Callable[[Sequence[str]], int | None], argv: Sequence[str] | None = None) -> int:
+    """Run ``main(argv)``; report an :class:`ImLatentError` as one line on stderr and return its exit code.
+
+    With ``--debug`` (or ``IMLATENT_DEBUG=1``) the exception propagates with its traceback.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    if debug_requested(args):
+        return main(args) or 0
+    try:
+        return main(args) or 0
+    except ImLatentError as err:
+        message = " ".join(str(err).split("\n")).strip()
+        print(f"imlatent: error: {message}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("imlatent: interrupted", file=sys.stderr)
+        return 130
