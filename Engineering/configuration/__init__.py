@@ -1,1 +1,39 @@
-"""configuration package."""
+"""Configuration layer: command-line options, ``§`` overrides, YAML/JSON resolution, run naming and resources."""
+
+from Engineering.configuration.cli import OPTIONS, SCRIPTS, Option, build_parser, option_defaults, options_for
+from Engineering.configuration.naming import RunPaths, make_run_name, run_paths
+from Engineering.configuration.overrides import apply_json_overrides, apply_yaml_overrides, convert, tokenise
+from Engineering.configuration.resolve import (
+    ResolvedConfig,
+    SystemResources,
+    load_datajson,
+    load_resolved,
+    load_yaml_config,
+    resolve,
+    save_resolved,
+    system_resources,
+)
+
+__all__ = [
+    "OPTIONS",
+    "SCRIPTS",
+    "Option",
+    "ResolvedConfig",
+    "RunPaths",
+    "SystemResources",
+    "apply_json_overrides",
+    "apply_yaml_overrides",
+    "build_parser",
+    "convert",
+    "load_datajson",
+    "load_resolved",
+    "load_yaml_config",
+    "make_run_name",
+    "option_defaults",
+    "options_for",
+    "resolve",
+    "run_paths",
+    "save_resolved",
+    "system_resources",
+    "tokenise",
+]

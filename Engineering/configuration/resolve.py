@@ -1,0 +1,256 @@
+"""Resolve the hyper-parameters of a run: CLI options, YAML config, data JSON and ``§`` overrides.
+
+Precedence for a hyper-parameter name: argparse default < explicit CLI option < data JSON < ``--json§`` override.
+The resolved result can be saved as one YAML file and replayed with ``--resolved_config``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import re
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from Engineering.configuration.cli import SCRIPTS, build_parser
+from Engineering.configuration.overrides import apply_json_overrides, apply_yaml_overrides, tokenise
+from Engineering.errors import ConfigError
+
+log = logging.getLogger("imlatent")
+
+REQUIRED_JSON_KEYS: dict[int, tuple[str, ...]] = {
+    0: ("run_prefix", "datadir", "foldCSV", "save_path"),
+    1: ("run_prefix", "datadir", "foldCSV", "save_path"),
+    2: ("run_prefix", "save_path"),
+}
+TASK_NAMES = {0: "pythae AE/VAE", 1: "DiffAE", 2: "latent regressor"}
+RESOLVED_KEYS = ("script", "argv", "hparams", "config", "datajson")
+
+
+@dataclass
+class ResolvedConfig:
+    """Everything a run is built from: the script, its hyper-parameters, the YAML config and the data JSON."""
+
+    script: str
+    hparams: argparse.Namespace
+    config: dict[str, Any]
+    datajson: dict[str, Any]
+    overrides: dict[str, Any] = field(default_factory=dict)
+    argv: list[str] = field(default_factory=list)
+
+
+def load_yaml_config(path: str | Path) -> dict[str, Any]:
+    """Read a YAML config file that must hold a mapping."""
+    data = _read_structured(Path(path), "YAML config", yaml.safe_load, (yaml.YAMLError,))
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"YAML config {path}: expected a mapping at the top level, found {type(data).__name__}")
+    return data
+
+
+def load_datajson(path: str | Path) -> dict[str, Any]:
+    """Read a dataNpath JSON file that must hold an object."""
+    data = _read_structured(Path(path), "data JSON", json.loads, (json.JSONDecodeError,))
+    if not isinstance(data, dict):
+        raise ConfigError(f"data JSON {path}: expected an object at the top level, found {type(data).__name__}")
+    return data
+
+
+def _read_structured(path: Path, what: str, parse: Any, errors: tuple[type[Exception], ...]) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{what} {path} not found (relative paths resolve against {Path.cwd()})") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{what} {path} cannot be read: {err}") from None
+    try:
+        return parse(text)
+    except errors as err:
+        detail = " ".join(str(err).split())
+        raise ConfigError(f"{what} {path} is not valid: {detail}") from None
+
+
+def _check_task(hparams: argparse.Namespace, datajson: Mapping[str, Any], json_path: str) -> None:
+    task = getattr(hparams, "taskID", None)
+    if task not in REQUIRED_JSON_KEYS:
+        choices = ", ".join(f"{k} ({v})" for k, v in TASK_NAMES.items())
+        raise ConfigError(f"--taskID {task!r}: expected one of {choices}")
+    missing = [key for key in REQUIRED_JSON_KEYS[task] if key not in datajson]
+    if missing:
+        raise ConfigError(
+            f"data JSON {json_path}: missing required key(s) {', '.join(missing)} for taskID {task} "
+            f"(add them to the file or pass --json§KEY VALUE)"
+        )
+
+
+def _explicit_options(script: str, argv: Sequence[str]) -> dict[str, Any]:
+    """Options given explicitly on the command line (defaults suppressed)."""
+    explicit, _ = build_parser(script, suppress_defaults=True).parse_known_args(list(argv))
+    return vars(explicit)
+
+
+def resolve(script: str, argv: Sequence[str]) -> ResolvedConfig:
+    """Resolve the run configuration of ``script`` from its command line ``argv`` (without the program name)."""
+    argv = list(argv)
+    hparams, unknown = build_parser(script).parse_known_args(argv)
+    overrides = tokenise(unknown)
+    if hparams.resolved_config:
+        return _replay(script, argv, overrides, Path(hparams.resolved_config))
+    config = load_yaml_config(hparams.configyml_path)
+    apply_yaml_overrides(config, overrides)
+    datajson = load_datajson(hparams.datajson_path)
+    apply_json_overrides(datajson, overrides)
+    for key, value in datajson.items():
+        setattr(hparams, key, value)
+    _check_task(hparams, datajson, hparams.datajson_path)
+    return ResolvedConfig(script, hparams, config, datajson, overrides, argv)
+
+
+def _replay(script: str, argv: list[str], overrides: dict[str, Any], path: Path) -> ResolvedConfig:
+    """Load a saved resolved config and apply this command line's explicit options and overrides on top."""
+    saved = load_resolved(path)
+    if saved.script != script:
+        raise ConfigError(
+            f"resolved config {path}: saved for script {saved.script!r}, cannot replay it with {script!r}"
+        )
+    hparams, config, datajson = saved.hparams, saved.config, saved.datajson
+    for name, value in _explicit_options(script, argv).items():
+        if name not in datajson:  # JSON keys keep their precedence over CLI options
+            setattr(hparams, name, value)
+    apply_yaml_overrides(config, overrides)
+    apply_json_overrides(datajson, overrides)
+    for key, value in datajson.items():
+        setattr(hparams, key, value)
+    _check_task(hparams, datajson, f"{hparams.datajson_path} (replayed from {path})")
+    return ResolvedConfig(script, hparams, config, datajson, {**saved.overrides, **overrides}, argv)
+
+
+_DROP = object()
+
+
+def plain(value: Any) -> Any:
+    """``value`` reduced to YAML-safe plain types (tuples become lists); non-serialisable parts are dropped."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, list | tuple):
+        items = [plain(v) for v in value]
+        return [v for v in items if v is not _DROP]
+    if isinstance(value, Mapping):
+        pairs = {str(k): plain(v) for k, v in value.items() if isinstance(k, str | int | float | bool)}
+        return {k: v for k, v in pairs.items() if v is not _DROP}
+    return _DROP
+
+
+def save_resolved(rc: ResolvedConfig, path: Path) -> None:
+    """Write ``rc`` as one YAML file (keys script, argv, hparams, config, datajson, overrides), atomically."""
+    path = Path(path)
+    document = {
+        "script": rc.script,
+        "argv": plain(rc.argv),
+        "hparams": plain(vars(rc.hparams)),
+        "config": plain(rc.config),
+        "datajson": plain(rc.datajson),
+        "overrides": plain(rc.overrides),
+    }
+    text = yaml.safe_dump(document, sort_keys=False, allow_unicode=True, default_flow_style=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_resolved(path: Path) -> ResolvedConfig:
+    """Read a file written by :func:`save_resolved`."""
+    path = Path(path)
+    data = _read_structured(path, "resolved config", yaml.safe_load, (yaml.YAMLError,))
+    if not isinstance(data, dict) or any(key not in data for key in RESOLVED_KEYS):
+        found = ", ".join(map(str, data)) if isinstance(data, dict) else type(data).__name__
+        raise ConfigError(f"resolved config {path}: expected keys {', '.join(RESOLVED_KEYS)}; found {found}")
+    if data["script"] not in SCRIPTS:
+        raise ConfigError(f"resolved config {path}: script {data['script']!r} is not one of {', '.join(SCRIPTS)}")
+    for key in ("hparams", "config", "datajson"):
+        if not isinstance(data[key], dict):
+            raise ConfigError(f"resolved config {path}: {key!r} must be a mapping, found {type(data[key]).__name__}")
+    return ResolvedConfig(
+        script=data["script"],
+        hparams=argparse.Namespace(**data["hparams"]),
+        config=data["config"],
+        datajson=data["datajson"],
+        overrides=dict(data.get("overrides") or {}),
+        argv=[str(a) for a in data["argv"] or []],
+    )
+
+
+@dataclass
+class SystemResources:
+    """Memory and CPU budget of this process; ``slurm_env`` holds the SLURM* variables (empty outside SLURM)."""
+
+    mem_limit_bytes: int | None
+    cpus_avail: int
+    slurm_env: dict[str, str] = field(default_factory=dict)
+
+
+def _machine_resources() -> tuple[int | None, int]:
+    """90 % of the available memory (bytes) and of the logical CPUs, at least one CPU."""
+    try:
+        import psutil
+
+        available: int | None = int(psutil.virtual_memory().available)
+        cpus = psutil.cpu_count() or 1
+    except ImportError:
+        cpus = os.cpu_count() or 1
+        try:
+            available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (AttributeError, ValueError, OSError):
+            available = None
+    mem = math.floor(0.9 * available) if available is not None else None
+    return mem, max(1, math.floor(0.9 * cpus))
+
+
+def _env_int(env: Mapping[str, str], name: str) -> int | None:
+    match = re.match(r"\s*(\d+)", env.get(name, ""))
+    return int(match.group(1)) if match else None
+
+
+def system_resources(environ: Mapping[str, str] | None = None) -> SystemResources:
+    """Memory limit and CPUs for this run, from SLURM variables when inside a SLURM job, else from the machine.
+
+    Inside SLURM: CPUs from SLURM_CPUS_PER_TASK; memory from SLURM_MEM_PER_CPU × CPUs per task, else
+    SLURM_MEM_PER_NODE (both in MB). Any value that is absent falls back to the machine's.
+    """
+    env = os.environ if environ is None else environ
+    machine_mem, machine_cpus = _machine_resources()
+    if "SLURM_JOB_ID" not in env:
+        return SystemResources(machine_mem, machine_cpus, {})
+    log.info("We are in the SLURM space!")
+    slurm = {k: v for k, v in env.items() if k.startswith("SLURM")}
+    cpus_per_task = _env_int(env, "SLURM_CPUS_PER_TASK")
+    mem_per_cpu = _env_int(env, "SLURM_MEM_PER_CPU")
+    mem_per_node = _env_int(env, "SLURM_MEM_PER_NODE")
+    node_cpus = _env_int(env, "SLURM_JOB_CPUS_PER_NODE")
+    mem_mb: int | None = None
+    if mem_per_cpu is not None:
+        mem_mb = mem_per_cpu * (cpus_per_task or 1)
+        slurm["COMPUTED_MEM_PER_TASK"] = str(mem_mb)
+        if node_cpus is not None:
+            slurm["COMPUTED_MEM_PER_NODE"] = str(mem_per_cpu * node_cpus)
+    elif mem_per_node is not None:
+        mem_mb = mem_per_node
+    mem = mem_mb * 1024 * 1024 if mem_mb is not None else machine_mem
+    return SystemResources(mem, cpus_per_task if cpus_per_task else machine_cpus, slurm)

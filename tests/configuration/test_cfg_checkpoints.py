@@ -1,0 +1,68 @@
+"""Checkpoint choice for --resume / --load_best / --load_model_4test (shell.md §4.4, DEFECT 8 fixed)."""
+
+from __future__ import annotations
+
+import logging
+from argparse import Namespace
+from pathlib import Path
+
+import pytest
+
+from Engineering.engines.checkpoints import resume_checkpoint, select_checkpoint
+from Engineering.errors import CheckpointError
+
+
+def _run(tmp_path: Path, *names: str) -> Path:
+    ckpts = tmp_path / "run" / "Checkpoints"
+    ckpts.mkdir(parents=True)
+    for name in names:
+        (ckpts / name).write_bytes(b"")
+    return tmp_path / "run"
+
+
+def test_acceptance_check(tmp_path: Path) -> None:
+    run = _run(tmp_path, "epoch=3-step=40.ckpt", "epoch=7-step=80.ckpt", "last.ckpt", "last-v2.ckpt")
+    assert select_checkpoint(run, load_best=True) == run / "Checkpoints" / "epoch=7-step=80.ckpt"
+    assert select_checkpoint(run, load_best=False) == run / "Checkpoints" / "last-v2.ckpt"
+    # the Checkpoints folder itself is accepted too
+    assert select_checkpoint(run / "Checkpoints", load_best=False).name == "last-v2.ckpt"
+
+
+def test_ties_and_versions(tmp_path: Path) -> None:
+    run = _run(tmp_path, "epoch=7-step=80.ckpt", "epoch=7-step=90.ckpt", "epoch=7-step=90-v1.ckpt", "last-v10.ckpt",
+               "last-v9.ckpt", "last.ckpt")  # fmt: skip
+    assert select_checkpoint(run, load_best=True).name == "epoch=7-step=90-v1.ckpt"
+    assert select_checkpoint(run, load_best=False).name == "last-v10.ckpt"
+
+
+def test_best_falls_back_to_last(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    run = _run(tmp_path, "last.ckpt")
+    with caplog.at_level(logging.WARNING, logger="imlatent"):
+        assert select_checkpoint(run, load_best=True).name == "last.ckpt"
+    assert "no epoch=<E> (best) checkpoint in" in caplog.text and "falling back to the last" in caplog.text
+
+
+def test_nothing_to_load(tmp_path: Path) -> None:
+    run = _run(tmp_path, "notes.txt")
+    with pytest.raises(CheckpointError, match=r"no checkpoint in .*Checkpoints: looked for 'epoch=<E>-step=<S>\.ckpt'"):
+        select_checkpoint(run, load_best=True)
+    with pytest.raises(CheckpointError, match=r"no checkpoint in .*Checkpoints: looked for 'last\*\.ckpt'$"):
+        select_checkpoint(run, load_best=False)
+    with pytest.raises(CheckpointError, match=r"checkpoint folder .*missing does not exist \(expected a run folder"):
+        select_checkpoint(tmp_path / "missing", load_best=False)
+
+
+def test_resume_checkpoint(tmp_path: Path) -> None:
+    run = _run(tmp_path, "epoch=1-step=2.ckpt", "last.ckpt")
+    other = tmp_path / "other"
+    (other / "Checkpoints").mkdir(parents=True)
+    (other / "Checkpoints" / "last-v1.ckpt").write_bytes(b"")
+    args = Namespace(resume=False, load_best=False, load_model_4test="")
+    assert resume_checkpoint(args, run) is None
+    assert (
+        resume_checkpoint(Namespace(resume=True, load_best=True, load_model_4test=""), run).name
+        == "epoch=1-step=2.ckpt"
+    )
+    # load_model_4test implies resume and replaces this run's folder
+    found = resume_checkpoint(Namespace(resume=False, load_best=False, load_model_4test=str(other)), run)
+    assert found == other / "Checkpoints" / "last-v1.ckpt"
