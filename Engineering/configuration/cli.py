@@ -11,7 +11,7 @@ import argparse
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 from Engineering.errors import ConfigError
 
@@ -453,12 +453,19 @@ def option_defaults(script: str) -> dict[str, Any]:
     return {opt.dest: opt.default_for(script) for opt in options_for(script)}
 
 
+class _Parser(argparse.ArgumentParser):
+    """ArgumentParser whose usage errors are one-line ConfigErrors (no usage dump, exit code 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise ConfigError(f"{self.prog}: {message} (see --help)")
+
+
 def build_parser(script: str, *, suppress_defaults: bool = False) -> argparse.ArgumentParser:
     """Parser of ``script`` ("recon", "diffae" or "latentcls") with that script's options and defaults.
 
     With ``suppress_defaults`` the parsed Namespace holds only the options given on the command line.
     """
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=PROGS.get(script, script),
         description=f"ImLatent {script} executor (default taskID {SCRIPTS.get(script, '?')}).",
         epilog=EPILOG,

@@ -1,0 +1,223 @@
+"""DiffAE engine (taskID 1): training, EMA, validation by reconstruction SSIM, latent/recon inference.
+
+Module contents follow diffae.md §4.1 exactly so that published checkpoints load strictly: ``net`` (the
+autoencoding UNet with its semantic encoder at ``net.encoder``), ``ema_net`` (its EMA copy) and the
+persistent buffer ``x_T`` (sample_size, in_channels, *input_shape) of fixed sampling noise.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Mapping
+from contextlib import nullcontext
+from typing import Any
+
+import torch
+from torch import nn
+
+from Engineering.engines.base import BaseEngine, InferenceResult
+from Engineering.errors import ConfigError
+from Engineering.science.diffusion import GaussianDiffusion
+from Engineering.warp_drives.diffae import DiffAEConfig, build_diffae_net, ema_update
+
+HALF_PRECISION = {"16", "16-mixed", "bf16", "bf16-mixed", "bf16-true", "16-true"}
+
+
+def parse_shape(text: str | tuple | list) -> tuple[int, ...]:
+    """``"50,128,128"`` -> (50, 128, 128); ConfigError on anything else."""
+    if isinstance(text, (tuple, list)):
+        return tuple(int(v) for v in text)
+    try:
+        shape = tuple(int(v) for v in str(text).split(",") if v.strip())
+    except ValueError as err:
+        raise ConfigError(f"--input_shape {text!r} is not a comma-separated list of integers") from err
+    if not shape or any(v <= 0 for v in shape):
+        raise ConfigError(f"--input_shape {text!r} must list positive sizes, e.g. 50,128,128")
+    return shape
+
+
+class DiffAEEngine(BaseEngine):
+    """LightningModule of the 2D/3D diffusion autoencoder (diffae.md §4)."""
+
+    def __init__(self, hparams: Mapping[str, Any], config: Mapping[str, Any]) -> None:
+        super().__init__(hparams, config)
+        hp = self.hp
+        self.automatic_optimization = True  # DiffAE needs Lightning's automatic optimisation
+        self.input_shape = parse_shape(hp["input_shape"])
+        is3d = bool(int(hp.get("is3D", 1)))
+        if len(self.input_shape) != (3 if is3d else 2):
+            raise ConfigError(
+                f"--input_shape {hp['input_shape']} has {len(self.input_shape)} sizes but --is3D {int(is3d)} needs {3 if is3d else 2}"
+            )
+        latent_dim = (config.get("model") or {}).get("latent_dim")
+        if not isinstance(latent_dim, int) or latent_dim <= 0:
+            raise ConfigError(f"model§latent_dim must be a positive integer for DiffAE, got {latent_dim!r}")
+        ampmode = str(hp.get("ampmode", "32"))
+        self.conf = DiffAEConfig.from_run(
+            is3D=is3d,
+            in_channels=int(hp.get("in_channels", 1)),
+            out_channels=int(hp.get("out_channels", 1)),
+            input_shape=self.input_shape,
+            latent_dim=latent_dim,
+            batch_size=int(hp.get("batch_size", 2)),
+            fp16=ampmode not in {"32", "32-true"},
+            yaml_overrides=(config.get("model") or {}).get("DiffAE") or {},
+            lr=self.lr,
+            test_with_TEval=bool(hp.get("test_with_TEval", True)),
+            accum_batches=self.accumulate_gradbatch,
+        )
+        self.net = build_diffae_net(self.conf)
+        self.ema_net = copy.deepcopy(self.net).requires_grad_(False).eval()
+        self.register_buffer(
+            "x_T", torch.randn(self.conf.sample_size, int(hp.get("in_channels", 1)), *self.input_shape)
+        )
+        self.diffusion = GaussianDiffusion.from_config(self.conf)
+        self.T_inv, self.T_step = int(self.conf.T_inv), int(self.conf.T_step)  # = T_eval under --test_with_TEval
+        self.amp_dtype = torch.bfloat16 if ampmode.startswith("bf16") else torch.float16
+        self.use_amp = ampmode in HALF_PRECISION
+        self.grey2rgb = int(hp.get("grey2RGB", -1))
+        self._generator: torch.Generator | None = None
+
+    def train(self, mode: bool = True) -> DiffAEEngine:
+        """Switch train/eval mode; the EMA network always stays in eval mode (D17 fixed)."""
+        super().train(mode)
+        self.ema_net.eval()
+        return self
+
+    # ------------------------------------------------------------------ helpers
+    def _autocast(self, device: torch.device) -> Any:
+        """Autocast around network calls with the run's own half dtype (D6 fixed); fp32 elsewhere."""
+        if not self.use_amp or device.type != "cuda":
+            return nullcontext()
+        return torch.autocast(device_type="cuda", dtype=self.amp_dtype)
+
+    def _model_fn(self, net: nn.Module) -> Callable[..., torch.Tensor]:
+        def call(x: torch.Tensor, t: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+            with self._autocast(x.device):
+                return net(x, t, **kwargs).float()
+
+        return call
+
+    def _rng(self, device: torch.device) -> torch.Generator:
+        """Per-rank generator for timesteps and noise, so DDP ranks draw different t (D14 fixed)."""
+        if self._generator is None or self._generator.device != device:
+            seed = int(torch.initial_seed() % (2**31)) + 1000 * int(self.global_rank)
+            self._generator = torch.Generator(device=device).manual_seed(seed)
+        return self._generator
+
+    def encode(self, x: torch.Tensor, use_ema: bool = True) -> torch.Tensor:
+        """Semantic latent z_sem (B, latent_dim) of inputs in [-1, 1]."""
+        net = self.ema_net if use_ema else self.net
+        with self._autocast(x.device):
+            return net.encoder(x).float()
+
+    def render(
+        self, x: torch.Tensor, cond: torch.Tensor, T_inv: int, T_step: int, use_ema: bool = True
+    ) -> torch.Tensor:
+        """DDIM inversion (T_inv steps) then decoding (T_step steps) with one network (D1 fixed); output in [0, 1]."""
+        fn = self._model_fn(self.ema_net if use_ema else self.net)
+        x_T = self.diffusion.ddim_reverse_sample_loop(fn, x, cond=cond, steps=T_inv)
+        x0 = self.diffusion.ddim_sample_loop(fn, x_T, cond=cond, steps=T_step)
+        return (x0 + 1) / 2
+
+    def _metric_channels(self, x: torch.Tensor) -> torch.Tensor:
+        """Keep channel 1 only for grey2RGB modes 0 and 2 (the grey channel), as the original does."""
+        return x[:, 1:2] if self.grey2rgb in (0, 2) else x
+
+    # ------------------------------------------------------------------ training
+    def configure_optimizers(self) -> Any:
+        optimiser = torch.optim.Adam(self.net.parameters(), lr=self.lr, weight_decay=float(self.conf.weight_decay))
+        warmup = int(self.conf.warmup)
+        if warmup <= 0:
+            return optimiser
+        sched = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda step: min(step, warmup) / warmup)
+        return {"optimizer": optimiser, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
+        x0 = batch["inp"]["data"].float()
+        gen = self._rng(x0.device)
+        t = torch.randint(0, int(self.conf.T), (x0.shape[0],), device=x0.device, generator=gen)
+        noise = torch.randn(x0.shape, device=x0.device, generator=gen, dtype=x0.dtype)
+        losses = self.diffusion.training_losses(self._model_fn(self.net), x0, t, noise=noise)
+        loss = losses["loss"].mean()
+        self.log("train_loss", loss, on_step=True, on_epoch=True, batch_size=x0.shape[0], sync_dist=True)
+        return loss
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        # clip once (D3): Lightning clips when --grad_clip_algo is set; otherwise clip to the config's grad_clip
+        if not self.hp.get("grad_clip_algo") and float(self.conf.grad_clip) > 0:
+            params = [p for group in optimizer.param_groups for p in group["params"]]
+            torch.nn.utils.clip_grad_norm_(params, float(self.conf.grad_clip))
+
+    def on_train_batch_end(self, outputs: Any, batch: Mapping[str, Any], batch_idx: int) -> None:
+        # one EMA step per optimiser step (D4 fixed: linked to gradient accumulation)
+        if (batch_idx + 1) % int(self.conf.accum_batches) == 0:
+            ema_update(self.ema_net, self.net, float(self.conf.ema_decay))
+            self._log_samples(batch["inp"]["data"])
+
+    def _log_samples(self, x_start: torch.Tensor) -> None:
+        """Every sample_every_batches optimiser steps: random samples from x_T with and without EMA (D5, D19 fixed)."""
+        every = int(self.conf.sample_every_batches)
+        writer = self.tensorboard()
+        if writer is None or every <= 0 or self.global_step % every != 0:
+            return
+        n = min(len(self.x_T), x_start.shape[0])
+        with torch.no_grad():
+            for suffix, use_ema in (("", False), ("_ema", True)):
+                cond = self.encode(x_start[:n].float(), use_ema)
+                fn = self._model_fn(self.ema_net if use_ema else self.net)
+                gen = self.diffusion.ddim_sample_loop(fn, self.x_T[:n], cond=cond, steps=int(self.conf.T_eval))
+                writer.add_image(f"sample{suffix}/generated", _grid((gen + 1) / 2), self.global_step)
+                writer.add_image(f"sample{suffix}/real", _grid((x_start[:n] + 1) / 2), self.global_step)
+        self.net.train()
+
+    # ------------------------------------------------------------------ validation and test
+    def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
+        from Engineering.outputs import median_ssim
+
+        x = batch["inp"]["data"].float()
+        gt = self._metric_channels((x + 1) / 2).cpu().numpy()
+        scores = {}
+        for tag, use_ema in (("ema", True), ("base", False)):
+            cond = self.encode(x, use_ema)
+            recon = self._metric_channels(self.render(x, cond, int(self.conf.T_eval), int(self.conf.T_eval), use_ema))
+            scores[tag] = float(median_ssim(gt, recon.float().cpu().numpy()))
+            self.log_images(f"val_{tag}", x, recon * 2 - 1, batch_idx)
+        bs = x.shape[0]
+        self.log("val_ssim_ema", scores["ema"], on_step=True, on_epoch=True, batch_size=bs, sync_dist=True)
+        self.log("val_ssim_base", scores["base"], on_step=True, on_epoch=True, batch_size=bs, sync_dist=True)
+        self.log("val_loss", -scores["ema"], on_step=True, on_epoch=True, batch_size=bs, sync_dist=True)
+
+    def infer(self, batch: Mapping[str, Any]) -> InferenceResult:
+        x = batch["inp"]["data"].float()
+        use_ema = bool(self.hp.get("test_ema", True))
+        z = self.encode(x, use_ema)
+        if self.hp.get("test_emb_only", False):
+            return InferenceResult(embedding=z)
+        recon = self.render(x, z, self.T_inv, self.T_step, use_ema)
+        return InferenceResult(
+            embedding=z, recon=self._metric_channels(recon), ground_truth=self._metric_channels((x + 1) / 2)
+        )
+
+    def predict_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
+        return self.encode(batch["inp"]["data"].float(), bool(self.hp.get("test_ema", True)))
+
+    # ------------------------------------------------------------------ loading
+    def adapt_state_dict(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Use this run's x_T when the stored one has another shape (other input_shape or sample_size)."""
+        stored = state.get("x_T")
+        if stored is not None and stored.shape != self.x_T.shape:
+            state = dict(state)
+            state["x_T"] = self.x_T.detach().clone()
+        return state
+
+
+def _grid(images: torch.Tensor) -> torch.Tensor:
+    """(N, C, [D,] H, W) in [0, 1] -> one (1, H, N*W) image of channel 0 (central depth slice in 3D)."""
+    images = images.detach().float().cpu()[:, 0]
+    if images.ndim == 4:  # (N, D, H, W)
+        images = images[:, images.shape[1] // 2]
+    return torch.cat(list(images.clamp(0, 1)), dim=-1).unsqueeze(0)
+
+
+__all__ = ["DiffAEEngine", "parse_shape"]

@@ -1,0 +1,258 @@
+"""Run orchestration shared by the three executors (the original's MainEngine, shell.md §0 and §4).
+
+``main(script, argv)`` resolves the configuration, prepares the run folder, builds the datamodule, the
+engine and the Trainer, then trains and/or tests according to ``--run_mode``:
+
+====  =====================  ==========================  =====
+mode  fit                    validation during fit       test
+====  =====================  ==========================  =====
+0     train ∪ val            no                          no
+1     train                  every epoch                 no
+2     no                     -                           yes
+3     train ∪ val            no                          yes (in-memory weights)
+4     train                  every epoch                 yes (best checkpoint)
+====  =====================  ==========================  =====
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as _dt
+import logging
+import resource
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+
+from Engineering.engines.base import BaseEngine, TestOutputs
+from Engineering.engines.checkpoints import select_checkpoint
+from Engineering.engines.trainer_setup import build_callbacks, build_loggers, trainer_kwargs
+from Engineering.errors import CheckpointError, ConfigError
+
+log = logging.getLogger("imlatent")
+
+TASKS = {0: "recon", 1: "diffae", 2: "latentcls"}
+SCRIPT_OF_TASK = {0: "Executors/main_recon.py", 1: "Executors/main_diffAE.py", 2: "Executors/main_latentcls.py"}
+
+
+def build_engine(task_id: int, hparams: dict, config: dict) -> BaseEngine:
+    """The LightningModule of ``--taskID``."""
+    if task_id == 0:
+        from Engineering.engines.recon import ReconEngine
+
+        return ReconEngine(hparams, config)
+    if task_id == 1:
+        from Engineering.engines.diffae import DiffAEEngine
+
+        return DiffAEEngine(hparams, config)
+    raise ConfigError(f"--taskID {task_id} is not available yet in this version; valid: 0 (recon), 1 (DiffAE)")
+
+
+class Runner:
+    """One invocation of an executor: resolved config -> data, engine, Trainer -> train/test."""
+
+    def __init__(self, script: str, argv: Sequence[str]) -> None:
+        from Engineering.configuration import make_run_name, resolve, run_paths, save_resolved, system_resources
+
+        pl.seed_everything(1701, workers=True, verbose=False)  # faithful: before anything else (shell.md §0)
+        self.rc = resolve(script, list(argv))
+        hp = self.rc.hparams
+        if TASKS.get(hp.taskID) != script:
+            raise ConfigError(
+                f"--taskID {hp.taskID} does not belong to {SCRIPT_OF_TASK[_task_of(script)]}; "
+                f"run {SCRIPT_OF_TASK.get(hp.taskID, 'one of the three executors')} instead"
+            )
+        self.hp = hp
+        self.config = self.rc.config
+        pristine = copy.deepcopy(self.rc)  # saved before naming mutates trainID, so a replay names the same run
+        self.resources = system_resources()
+        _apply_resources(hp, self.resources)
+        hp.trainID, self.run_name = make_run_name(hp)
+        hp.run_name = self.run_name
+        self.paths = run_paths(hp, self.run_name)
+        for folder in (self.paths.run_dir, self.paths.checkpoints, self.paths.output):
+            folder.mkdir(parents=True, exist_ok=True)
+        _attach_log_file(self.paths.log_file)
+        save_resolved(pristine, self.paths.run_dir / "resolved_config.yaml")
+        if not hp.non_deter:
+            pl.seed_everything(int(self.config.get("seed", 1701)), workers=True, verbose=False)
+        if hp.matmul_precision != "highest" and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+            torch.set_float32_matmul_precision(hp.matmul_precision)
+
+    # ------------------------------------------------------------------ pieces
+    @property
+    def validate(self) -> bool:
+        return self.hp.run_mode in (1, 4)
+
+    def checkpoint_path(self) -> Path | None:
+        """The checkpoint chosen by --resume/--load_best/--load_model_4test (shell.md §4.4)."""
+        hp = self.hp
+        if not (hp.resume or hp.load_model_4test):
+            return None
+        base = Path(hp.load_model_4test) if hp.load_model_4test else self.paths.run_dir
+        return select_checkpoint(base, bool(hp.load_best))
+
+    def datamodule(self) -> pl.LightningDataModule:
+        from Engineering.data import H5DataModule
+
+        return H5DataModule.from_hparams(self.hp, self.config, merge_train_val=not self.validate)
+
+    def engine(self) -> BaseEngine:
+        engine = build_engine(self.hp.taskID, _plain(self.hp), self.config)
+        if self.hp.preweights_path:
+            load_weights_into(engine, Path(self.hp.preweights_path))
+        return engine
+
+    def trainer(self, engine: BaseEngine) -> pl.Trainer:
+        loggers = build_loggers(self.hp, self.run_name, engine)
+        callbacks = build_callbacks(self.hp, self.paths.checkpoints, self.validate)
+        trainer = pl.Trainer(**trainer_kwargs(self.hp, self.config, loggers, callbacks, self.validate))
+        if not self.hp.non_deter:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        return trainer
+
+    # ------------------------------------------------------------------ run
+    def engage(self) -> None:
+        hp = self.hp
+        dm = self.datamodule()
+        engine = self.engine()
+        trainer = self.trainer(engine)
+        ckpt = self.checkpoint_path()
+        if hp.auto_bs or hp.auto_lr:
+            self.tune(trainer, engine, dm)
+        if hp.compile_model:
+            engine.net = torch.compile(engine.net)  # compile the network, never the LightningModule
+        if hp.run_mode in (0, 1, 3, 4):
+            log.info(
+                "Training %s (run_mode %d)%s", self.run_name, hp.run_mode, f", resuming from {ckpt}" if ckpt else ""
+            )
+            trainer.fit(engine, datamodule=dm, ckpt_path=str(ckpt) if ckpt else None)
+        if hp.run_mode in (2, 3, 4):
+            self.test(trainer, engine, dm, ckpt)
+
+    def test(self, trainer: pl.Trainer, engine: BaseEngine, dm: Any, ckpt: Path | None) -> None:
+        hp = self.hp
+        dm.setup("test")
+        training_cfg = self.config.get("training", {})
+        engine.test_outputs = TestOutputs(
+            output_dir=self.paths.output,
+            save_recon=bool(training_cfg.get("save_recon", True)) and not getattr(hp, "test_emb_only", False),
+            recon_subjects=getattr(dm, "recon_subjects", None),
+            metric_suffix=hp.output_suffix,
+            eval_options=self.config.get("eval", {}),
+        )
+        if hp.run_mode == 2:
+            if ckpt is not None:
+                load_weights_into(engine, ckpt)
+            elif not (hp.preweights_path or getattr(hp, "load_hf", "")):
+                log.warning(
+                    "run_mode 2 without --resume, --preweights_path or --load_hf: testing a randomly initialised model"
+                )
+            trainer.test(engine, datamodule=dm)
+        elif hp.run_mode == 4 and _best_checkpoint(trainer):
+            log.info("Testing the best checkpoint %s", _best_checkpoint(trainer))
+            load_weights_into(engine, Path(_best_checkpoint(trainer)))
+            trainer.test(engine, datamodule=dm)
+        else:
+            trainer.test(engine, datamodule=dm)
+
+    def tune(self, trainer: pl.Trainer, engine: BaseEngine, dm: Any) -> None:
+        """--auto_bs / --auto_lr through Lightning's tuner, once, with the datamodule (DEFECT 7 fixed)."""
+        from lightning.pytorch.tuner import Tuner
+
+        tuner = Tuner(trainer)
+        if self.hp.auto_bs:
+            tuner.scale_batch_size(engine, datamodule=dm, mode="binsearch")
+            self.hp.batch_size = dm.batch_size
+            log.info("auto_bs: batch size %d", dm.batch_size)
+        if self.hp.auto_lr:
+            finder = tuner.lr_find(engine, datamodule=dm)
+            if finder is not None:
+                finder.plot(suggest=True).savefig(self.paths.run_dir / "auto_lr_graph.png")
+                self.hp.lr = engine.lr = finder.suggestion() or engine.lr
+                log.info("auto_lr: learning rate %g", engine.lr)
+
+
+def load_weights_into(engine: BaseEngine, path: Path) -> None:
+    """Load a Lightning checkpoint (or a bare state dict) into the engine, adapting shape-bound buffers."""
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)  # trusted: our own checkpoints
+    except Exception as err:  # noqa: BLE001
+        raise CheckpointError(f"cannot read checkpoint {path}: {err}") from err
+    state = payload.get("state_dict", payload) if isinstance(payload, dict) else None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path} holds no state dict")
+    state = engine.adapt_state_dict(state) if hasattr(engine, "adapt_state_dict") else state
+    missing, unexpected = engine.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{path} does not fit this model: {len(missing)} missing keys (e.g. {missing[:3]}), "
+            f"{len(unexpected)} unexpected keys (e.g. {unexpected[:3]})"
+        )
+    log.info("Loaded weights from %s", path)
+
+
+def _best_checkpoint(trainer: pl.Trainer) -> str:
+    cb = trainer.checkpoint_callback
+    return getattr(cb, "best_model_path", "") if cb is not None else ""
+
+
+def _task_of(script: str) -> int:
+    return {v: k for k, v in TASKS.items()}[script]
+
+
+def _plain(hp: Any) -> dict[str, Any]:
+    from Engineering.engines.base import plain_hparams
+
+    return plain_hparams(hp)
+
+
+def _apply_resources(hp: Any, resources: Any) -> None:
+    """Threads and DataLoader workers from the available CPUs (shell.md §0 step 5, §4.12)."""
+    torch.set_num_threads(max(1, resources.cpus_avail // 2))
+    if sys.platform.startswith("win"):
+        hp.num_workers = 0
+    elif hp.num_workers > max(0, resources.cpus_avail - 1):
+        log.warning("num_workers %d lowered to %d (available CPUs)", hp.num_workers, max(0, resources.cpus_avail - 1))
+        hp.num_workers = max(0, resources.cpus_avail - 1)
+    if hp.num_workers == 0:
+        hp.nbatch_prefetch = None
+    limit = getattr(hp, "mem_limit", None)
+    if limit:  # opt-in address-space limit (DEFECT 26: off by default)
+        resource.setrlimit(resource.RLIMIT_AS, (int(limit), int(limit)))
+
+
+def _attach_log_file(path: Path) -> None:
+    """Append a mission banner and every log record of this run to CaptainsLog.log."""
+    root = logging.getLogger("imlatent")
+    root.setLevel(logging.DEBUG)
+    if not any(isinstance(h, logging.FileHandler) and Path(h.baseFilename) == path.resolve() for h in root.handlers):
+        handler = logging.FileHandler(path, mode="a", encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        root.addHandler(handler)
+    now = _dt.datetime.now()
+    stardate = now.year * 1000 + now.timetuple().tm_yday + now.hour / 24
+    root.info("======== NEW MISSION ======== Stardate %.2f Earthdate %s", stardate, now.strftime("%d/%m/%Y %H:%M:%S"))
+
+
+def main(script: str, argv: Sequence[str]) -> int:
+    """Entry point of every executor."""
+    _console_logging()
+    Runner(script, argv).engage()
+    return 0
+
+
+def _console_logging() -> None:
+    root = logging.getLogger("imlatent")
+    if not any(isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler) for h in root.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setLevel(logging.INFO)
+        handler.setFormatter(logging.Formatter("[imlatent] %(levelname)s %(message)s"))
+        root.addHandler(handler)
+    root.setLevel(logging.DEBUG)

@@ -1,0 +1,147 @@
+"""Lightning Trainer construction from the resolved hyper-parameters (shell.md §4.7, §4.9-§4.15)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from argparse import Namespace
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+
+from Engineering.errors import ConfigError
+
+log = logging.getLogger("imlatent")
+
+#: documented --training_strategy names (constants.STRATEGIES of the original); any other Lightning string passes
+STRATEGIES = (
+    "default",
+    "ddp",
+    "fsdp",
+    "ddp_spawn",
+    "deepspeed",
+    "deepspeed_stage_1",
+    "deepspeed_stage_2",
+    "deepspeed_stage_2_offload",
+    "deepspeed_stage_3",
+    "deepspeed_stage_3_offload",
+)
+
+
+def precision_of(ampmode: str) -> int | str:
+    """``--ampmode`` as Lightning precision: an int when it parses ("32" -> 32), else the string."""
+    try:
+        return int(ampmode)
+    except (TypeError, ValueError):
+        return str(ampmode)
+
+
+def batch_limit(value: float) -> int | float:
+    """``--n_train_batches``/``--n_val_batches``: > 1 is a number of batches, <= 1 a fraction (shell.md §1.1)."""
+    return int(value) if value > 1 else float(value)
+
+
+def build_loggers(hp: Namespace, run_name: str, model: Any) -> list[Any]:
+    """W&B first, TensorBoard last (image logging uses the last logger), shell.md §4.14."""
+    loggers: list[Any] = []
+    if getattr(hp, "wnbactive", False):
+        try:
+            import wandb  # noqa: F401
+            from lightning.pytorch.loggers import WandbLogger
+        except ImportError as err:
+            raise ConfigError("--wnbactive needs the wandb package: pip install 'imlatent[wandb]'") from err
+        wandb_logger = WandbLogger(
+            name=run_name,
+            id=run_name,
+            project=hp.wnbproject,
+            group=hp.wnbgroup,
+            entity=hp.wnbentity,
+            config={k: v for k, v in vars(hp).items() if isinstance(v, (str, int, float, bool, type(None)))},
+        )
+        if hp.wnbmodellog and hp.wnbmodellog != "None":
+            wandb_logger.watch(model, log=hp.wnbmodellog, log_freq=hp.wnbmodelfreq)
+        loggers.append(wandb_logger)
+    else:
+        os.environ.setdefault("WANDB_MODE", "disabled")
+    if getattr(hp, "tbactive", True):
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        tblog = getattr(hp, "tblog_path", None)
+        if not tblog:
+            raise ConfigError(
+                "TensorBoard is on (--tbactive) but the data JSON has no 'tblog_path'; set it or pass --no-tbactive"
+            )
+        Path(tblog).mkdir(parents=True, exist_ok=True)
+        loggers.append(TensorBoardLogger(tblog, name=run_name, log_graph=False))
+    return loggers
+
+
+def build_callbacks(hp: Namespace, checkpoint_dir: Path, validate: bool) -> list[Callback]:
+    """ModelCheckpoint on val_loss with save_last (+ EarlyStopping when asked)."""
+    callbacks: list[Callback] = [
+        ModelCheckpoint(dirpath=str(checkpoint_dir), monitor="val_loss" if validate else None, save_last=True)
+    ]
+    if int(hp.early_stopping_patience) >= 0:
+        if not validate:
+            raise ConfigError(
+                f"--early_stopping_patience {hp.early_stopping_patience} monitors val_loss, which run_mode {hp.run_mode} does not compute; use run_mode 1 or 4"
+            )
+        callbacks.append(
+            EarlyStopping(
+                monitor="val_loss", mode="min", patience=int(hp.early_stopping_patience), check_on_train_epoch_end=False
+            )
+        )
+    return callbacks
+
+
+def check_strategy(hp: Namespace) -> str | None:
+    """The Lightning strategy string, or None for Lightning's default; clear errors for impossible combinations."""
+    strategy = (hp.training_strategy or "").strip()
+    if not strategy or strategy == "default":
+        return None
+    if strategy.startswith("deepspeed") and hp.accelerator == "cpu":
+        raise ConfigError(f"--training_strategy {strategy} needs GPUs; it cannot run with --accelerator cpu")
+    return strategy
+
+
+def trainer_kwargs(
+    hp: Namespace, config: dict, loggers: list[Any], callbacks: list[Callback], validate: bool
+) -> dict[str, Any]:
+    """Keyword arguments of ``lightning.Trainer`` for this run."""
+    kw: dict[str, Any] = {
+        "accelerator": hp.accelerator,
+        "devices": hp.ndevices or 1,
+        "num_nodes": hp.nnodes,
+        "sync_batchnorm": hp.sync_batchnorm,
+        "precision": precision_of(hp.ampmode),
+        "max_epochs": hp.num_epochs,
+        "limit_train_batches": batch_limit(hp.n_train_batches),
+        "limit_val_batches": batch_limit(hp.n_val_batches) if validate else 0,
+        "log_every_n_steps": int(config.get("training", {}).get("log_freq", 50)),
+        "detect_anomaly": hp.check_anomalies,
+        "deterministic": not hp.non_deter,
+        "logger": loggers if loggers else False,
+        "callbacks": callbacks,
+    }
+    strategy = check_strategy(hp)
+    if strategy:
+        kw["strategy"] = strategy
+    if hp.profiler:
+        kw["profiler"] = hp.profiler
+    if not validate:
+        kw["num_sanity_val_steps"] = 0
+    if hp.auto_optim:
+        kw["accumulate_grad_batches"] = max(1, hp.effective_batch_size // hp.batch_size)
+        if hp.grad_clip_val and hp.grad_clip_algo:
+            kw["gradient_clip_val"] = hp.grad_clip_val
+            kw["gradient_clip_algorithm"] = hp.grad_clip_algo
+    if hp.dev_run > 0:
+        kw["fast_dev_run"] = hp.dev_run
+    elif hp.dev_run < 0:
+        # barebones: no loggers, no checkpointing, no progress bar; |dev_run| batches per stage
+        kw.update(barebones=True, logger=False, callbacks=[], enable_checkpointing=False, log_every_n_steps=0)
+        kw["limit_train_batches"] = kw["limit_val_batches"] = -hp.dev_run
+        kw["limit_test_batches"] = -hp.dev_run
+        kw["max_epochs"] = 1
+    return kw

@@ -1,0 +1,102 @@
+"""Trainer construction, optimiser and LR-decay choices (shell.md §4.7-§4.10)."""
+
+from __future__ import annotations
+
+from argparse import Namespace
+
+import pytest
+import torch
+
+from Engineering.engines.base import build_lr_scheduler, build_optimiser
+from Engineering.engines.trainer_setup import batch_limit, check_strategy, precision_of, trainer_kwargs
+from Engineering.errors import ConfigError
+
+
+def _hp(**kw) -> Namespace:
+    base = dict(
+        accelerator="cpu",
+        ndevices=0,
+        nnodes=1,
+        sync_batchnorm=False,
+        ampmode="32",
+        num_epochs=3,
+        n_train_batches=0.25,
+        n_val_batches=4.0,
+        check_anomalies=False,
+        non_deter=False,
+        training_strategy="",
+        profiler="",
+        auto_optim=True,
+        effective_batch_size=96,
+        batch_size=32,
+        grad_clip_val=1.0,
+        grad_clip_algo="norm",
+        dev_run=0,
+        run_mode=4,
+        early_stopping_patience=-1,
+    )
+    base.update(kw)
+    return Namespace(**base)
+
+
+@pytest.mark.parametrize(
+    ("ampmode", "expected"), [("32", 32), ("16", 16), ("16-mixed", "16-mixed"), ("bf16-mixed", "bf16-mixed")]
+)
+def test_precision_parses_ints_and_passes_strings(ampmode, expected):
+    assert precision_of(ampmode) == expected
+
+
+@pytest.mark.parametrize(("value", "expected"), [(0.25, 0.25), (1.0, 1.0), (4.0, 4), (1.5, 1)])
+def test_batch_limit_fraction_or_count(value, expected):
+    out = batch_limit(value)
+    assert out == expected and type(out) is type(expected)
+
+
+def test_trainer_kwargs_accumulation_and_clipping():
+    kw = trainer_kwargs(_hp(), {"training": {"log_freq": 7}}, [], [], validate=True)
+    assert kw["accumulate_grad_batches"] == 3
+    assert kw["gradient_clip_val"] == 1.0 and kw["gradient_clip_algorithm"] == "norm"
+    assert kw["devices"] == 1 and kw["log_every_n_steps"] == 7 and kw["limit_val_batches"] == 4
+
+
+def test_trainer_kwargs_manual_optimisation_leaves_clipping_to_the_model():
+    kw = trainer_kwargs(_hp(auto_optim=False), {}, [], [], validate=False)
+    assert "gradient_clip_val" not in kw and "accumulate_grad_batches" not in kw
+    assert kw["limit_val_batches"] == 0 and kw["num_sanity_val_steps"] == 0
+
+
+def test_negative_dev_run_is_barebones_without_loggers():
+    kw = trainer_kwargs(_hp(dev_run=-2), {}, ["logger"], ["cb"], validate=True)
+    assert kw["barebones"] is True and kw["logger"] is False and kw["callbacks"] == []
+    assert "fast_dev_run" not in kw and kw["limit_train_batches"] == 2
+
+
+def test_deepspeed_on_cpu_is_a_clear_error():
+    with pytest.raises(ConfigError, match="deepspeed_stage_2 needs GPUs"):
+        check_strategy(_hp(training_strategy="deepspeed_stage_2"))
+    assert check_strategy(_hp(training_strategy="default")) is None
+
+
+def test_optimiser_ids_and_names():
+    params = [torch.nn.Parameter(torch.zeros(2))]
+    assert isinstance(build_optimiser(0, params, 1e-3), torch.optim.Adam)
+    assert isinstance(build_optimiser("1", params, 1e-3), torch.optim.AdamW)
+    assert isinstance(build_optimiser("SGD", params, 1e-3), torch.optim.SGD)
+    with pytest.raises(ConfigError, match="--optimiserID 7 is unknown"):
+        build_optimiser(7, params, 1e-3)
+    with pytest.raises(ConfigError, match="Madam"):
+        build_optimiser(3, params, 1e-3)
+
+
+def test_lr_decay_types_build_the_configured_schedulers():
+    opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    cfg = {"type1": {"decay_nepoch": 25, "decay_rate": 0.15}, "type2": {"decay_rate": 0.5, "patience": 3}}
+    assert build_lr_scheduler(0, cfg, opt) is None
+    step = build_lr_scheduler(1, cfg, opt)["scheduler"]
+    assert isinstance(step, torch.optim.lr_scheduler.StepLR) and step.step_size == 25 and step.gamma == 0.15
+    plateau = build_lr_scheduler(2, cfg, opt)
+    assert (
+        plateau["monitor"] == "val_loss" and plateau["scheduler"].factor == 0.5 and plateau["scheduler"].patience == 3
+    )
+    with pytest.raises(ConfigError, match="--lr_decay_type 5 is unknown"):
+        build_lr_scheduler(5, cfg, opt)
