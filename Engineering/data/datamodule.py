@@ -1,0 +1,238 @@
+"""Lightning DataModule over :class:`H5SeriesDataset` (§5.12) and the recon-subject choice (§6.3).
+
+Batch (default collation): ``inp.data`` (B, C, …) tensor, ``inp.volmin``/``inp.volmax`` float64 (B,) tensors,
+``key`` list of B str, ``indices`` list of three int64 (B,) tensors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from Engineering.data.folds import Fold, read_folds
+from Engineering.data.h5dataset import H5SeriesDataset, list_patients
+from Engineering.data.options import DatasetOptions
+from Engineering.errors import ConfigError
+from Engineering.transforms import Compose, TransformOptions, build_transforms, parse_shape
+
+log = logging.getLogger("imlatent.data")
+
+_FALSY = {"", "0", "false", "none", "no"}
+
+
+@dataclass(frozen=True)
+class LoaderOptions:
+    """DataLoader settings shared by every split."""
+
+    batch_size: int = 1
+    num_workers: int = 0
+    nbatch_prefetch: int = 2
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size={self.batch_size} is invalid; expected a positive integer")
+        if self.num_workers < 0:
+            raise ConfigError(f"num_workers={self.num_workers} is invalid; expected 0 or more")
+
+
+def fold_csv_given(value: Any) -> bool:
+    """foldCSV is falsy for ``""``, ``0``, ``False``, None and the strings ``0``/``false``/``none``/``no``."""
+    return bool(value) and str(value).strip().lower() not in _FALSY
+
+
+def choose_recon_subjects(test_ids: Sequence[str], n_save_recon_subs: float, save_recon_subs: str) -> set[str]:
+    """§6.3: explicit comma list, else n == 1 all, n < 1 a fraction, n > 1 a count (Python ``random``), 0 none."""
+    explicit = [s.strip() for s in str(save_recon_subs or "").split(",") if s.strip()]
+    if explicit:
+        return set(explicit)
+    ids = list(test_ids)
+    n = float(n_save_recon_subs)
+    if n == 1:
+        return set(ids)
+    if n <= 0:
+        return set()
+    count = int(len(ids) * n) if n < 1 else min(int(n), len(ids))
+    return set(random.sample(ids, count))
+
+
+def merge_dataset_options(
+    norm_type: str, zscore_prenorm: str, yaml_dataset: Mapping[str, Any] | None, ds_keys: Mapping[str, Any]
+) -> DatasetOptions:
+    """§5.4 merge order: ``{fetchMinMax}`` → YAML ``data.dataset`` → JSON ``DS_*`` (prefix stripped); later wins."""
+    merged: dict[str, Any] = {"fetchMinMax": "vol" in norm_type or "vol" in (zscore_prenorm or "")}
+    valid = DatasetOptions.field_names()
+    for source, values in (("YAML data.dataset", dict(yaml_dataset or {})), ("dataNpath JSON", dict(ds_keys))):
+        unknown = sorted(k for k in values if k not in valid)
+        if unknown:
+            prefix = "DS_" if source == "dataNpath JSON" else ""
+            raise ConfigError(
+                f"{source}: unknown dataset option(s) {', '.join(prefix + k for k in unknown)}; "
+                f"valid: {', '.join(prefix + k for k in valid)}"
+            )
+        merged.update(values)
+    return DatasetOptions.from_mapping(merged, "dataset options")
+
+
+def _require(hparams: argparse.Namespace, name: str) -> Any:
+    if not hasattr(hparams, name):
+        raise ConfigError(f"option {name} is missing from the command line / dataNpath JSON; expected a value")
+    return getattr(hparams, name)
+
+
+class H5DataModule(L.LightningDataModule):
+    """Train/val/test/predict datasets of one HDF5 file, split by an optional fold CSV row.
+
+    ``fold`` None means "whole file" for every split. With ``merge_train_val`` the training set is train ∪ val and
+    there is no validation set. ``recon_subjects`` (exact IDs) is set by ``setup("test")``.
+    """
+
+    def __init__(
+        self,
+        h5_path: str | Path,
+        fold: Fold | None,
+        dataset_options: DatasetOptions,
+        transform_options: TransformOptions,
+        loader: LoaderOptions,
+        merge_train_val: bool = False,
+        n_save_recon_subs: float = 0,
+        save_recon_subs: str = "",
+    ) -> None:
+        super().__init__()
+        self.h5_path = Path(h5_path)
+        self.fold = fold
+        self.dataset_options = dataset_options
+        self.transform_options = transform_options
+        self.loader = loader
+        self.merge_train_val = merge_train_val
+        self.n_save_recon_subs = n_save_recon_subs
+        self.save_recon_subs = save_recon_subs
+        self.train_transform, self.eval_transform = build_transforms(transform_options)
+        self.train_ds: H5SeriesDataset | None = None
+        self.val_ds: H5SeriesDataset | None = None
+        self.test_ds: H5SeriesDataset | None = None
+        self.predict_ds: H5SeriesDataset | None = None
+        self.recon_subjects: set[str] = set()
+
+    @classmethod
+    def from_hparams(
+        cls, hparams: argparse.Namespace, config: Mapping[str, Any], merge_train_val: bool
+    ) -> H5DataModule:
+        """Build from the flat CLI + dataNpath namespace and the YAML dict (``data.dataset``, ``data.complex_mode``)."""
+        data_cfg = dict(config.get("data") or {})
+        ds_keys = {k[3:]: v for k, v in vars(hparams).items() if k.startswith("DS_")}
+        norm_type = str(_require(hparams, "norm_type"))
+        prenorm = str(getattr(hparams, "zscore_prenorm", "") or "")
+        options = merge_dataset_options(norm_type, prenorm, data_cfg.get("dataset"), ds_keys)
+        transform_options = TransformOptions(
+            norm_type=norm_type,
+            zscore_mean=str(getattr(hparams, "zscore_mean", "")),
+            zscore_std=str(getattr(hparams, "zscore_std", "")),
+            zscore_prenorm=prenorm,
+            interp_fact=float(getattr(hparams, "interp_fact", 1)),
+            croppad=bool(getattr(hparams, "croppad", True)),
+            input_shape=parse_shape(_require(hparams, "input_shape")),
+            is3D=bool(_require(hparams, "is3D")),
+            grey2RGB=int(getattr(hparams, "grey2RGB", -1)),
+            is_complexDS=bool(getattr(hparams, "is_complexDS", False)),
+            complex_mode=int(data_cfg.get("complex_mode", 1)),
+            p_augment=float(getattr(hparams, "p_augment", 0)),
+            p_aug_horflip=float(getattr(hparams, "p_aug_horflip", 0)),
+        )
+        loader = LoaderOptions(
+            int(_require(hparams, "batch_size")),
+            int(getattr(hparams, "num_workers", 0)),
+            int(getattr(hparams, "nbatch_prefetch", None) or 2),
+        )
+        datadir = Path(str(_require(hparams, "datadir")))
+        fold_csv = getattr(hparams, "foldCSV", "")
+        fold = (
+            read_folds(datadir / str(fold_csv), int(getattr(hparams, "foldID", 0)))
+            if fold_csv_given(fold_csv)
+            else None
+        )
+        return cls(
+            datadir / str(getattr(hparams, "datafile", None) or "data.h5"),
+            fold,
+            options,
+            transform_options,
+            loader,
+            merge_train_val,
+            float(getattr(hparams, "n_save_recon_subs", 0)),
+            str(getattr(hparams, "save_recon_subs", "") or ""),
+        )
+
+    def split_ids(self, split: str) -> list[str] | None:
+        """Patient IDs of ``split`` (train, val, test); None = every patient in the file."""
+        if self.fold is None:
+            return None
+        if split == "train" and self.merge_train_val:
+            return list(dict.fromkeys(self.fold.train + self.fold.val))
+        return self.fold.split(split)
+
+    def _dataset(self, split: str, transform: Compose, options: DatasetOptions | None = None) -> H5SeriesDataset:
+        return H5SeriesDataset(self.h5_path, self.split_ids(split), options or self.dataset_options, transform, split)
+
+    def setup(self, stage: str | None = None) -> None:
+        """Build the datasets of ``stage`` (fit, validate, test, predict)."""
+        if stage in ("fit", None):
+            self.train_ds = self._dataset("train", self.train_transform)
+        if stage in ("fit", "validate", None) and not self.merge_train_val:
+            self.val_ds = self._dataset("val", self.eval_transform)
+        if stage in ("test", None):
+            # faithful: test items never carry phenotypes/confounders (without mutating the shared options)
+            test_options = replace(self.dataset_options, fetch_phenotypes=False, fetch_confounders=False)
+            self.test_ds = self._dataset("test", self.eval_transform, test_options)
+            test_ids = self.split_ids("test")
+            ids = list_patients(self.h5_path) if test_ids is None else test_ids
+            self.recon_subjects = choose_recon_subjects(ids, self.n_save_recon_subs, self.save_recon_subs)
+        if stage == "predict":
+            self.predict_ds = H5SeriesDataset(self.h5_path, None, self.dataset_options, self.eval_transform, "predict")
+
+    @property
+    def side_counts(self) -> dict[str, int]:
+        """``n_phenotypes``/``n_confounders*`` of the training set (for the engine to record on hparams)."""
+        return dict(self.train_ds.side.counts) if self.train_ds is not None else {}
+
+    def _loader(self, dataset: Dataset | None, name: str, train: bool) -> DataLoader:
+        if dataset is None:
+            raise ConfigError(f"the {name} dataset is not set up; call setup() with the matching stage first")
+        workers = self.loader.num_workers
+        drop_last = train and len(dataset) >= self.loader.batch_size  # type: ignore[arg-type]
+        if train and not drop_last:
+            log.warning(
+                "training set (%d samples) is smaller than batch_size %d; keeping the partial batch",
+                len(dataset),
+                self.loader.batch_size,
+            )  # type: ignore[arg-type]
+        return DataLoader(
+            dataset,
+            batch_size=self.loader.batch_size,
+            shuffle=train,
+            drop_last=drop_last,
+            num_workers=workers,
+            prefetch_factor=self.loader.nbatch_prefetch if workers > 0 else None,
+            pin_memory=torch.cuda.is_available(),
+            persistent_workers=False,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_ds, "train", True)
+
+    def val_dataloader(self) -> DataLoader | list:
+        """The validation loader; an empty list (no validation) when train and val are merged."""
+        return [] if self.merge_train_val else self._loader(self.val_ds, "val", False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_ds, "test", False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader(self.predict_ds, "predict", False)
