@@ -1,0 +1,326 @@
+"""``PythaeStation``: one pythae model with the project's MED nets, plus the optimiser plan an engine needs.
+
+The engine (ReconEngine) uses the station like this::
+
+    station = PythaeStation.from_options(model_name, input_shape, in_channels, is3D, latent_dim, yaml_pythae)
+    groups = station.optimiser_groups()            # one optimiser per group, over group.parameters
+    # training, one or several optimisers (manual optimisation):
+    out = station(x, epoch=current_epoch, dataset_size=n_train)
+    station.manual_step(out, optimisers, backward=manual_backward, step=do_step, clip=clip_fn)
+    # training, automatic optimisation (only when station.supports_automatic_optimisation): return out.loss
+    # validation: out = station(x); log station.loss_terms(out); out.loss is the validation loss
+    # test/predict: station.predict(x) → {"embedding": (B, L), "recon_x": (B, C, *spatial), ...}
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from pythae.models.base.base_utils import ModelOutput
+from torch import nn
+
+from Engineering.errors import ConfigError
+from Engineering.warp_drives.pythae.config import ResolvedConfig, resolve_config
+from Engineering.warp_drives.pythae.nn import ConvDiscriminator, build_nets
+from Engineering.warp_drives.pythae.registry import (
+    ADVERSARIAL,
+    BASE,
+    COUPLED,
+    COUPLED_ADVERSARIAL,
+    ModelSpec,
+    resolve_model,
+)
+
+
+@dataclass(frozen=True)
+class OptimiserGroup:
+    """One optimiser's share of the station (§2.6).
+
+    Attributes:
+        name: short name (``model``, ``autoencoder``, ``encoder``, ``decoder``, ``discriminator``).
+        module_paths: dotted paths relative to the station (``model.encoder`` …), as in the original's
+            ``model_optims``; empty for the single-optimiser case (all parameters).
+        loss_key: the ``ModelOutput`` key this optimiser's backward uses.
+        monitor: the original's ``loss_optims`` name (``val_loss`` for one optimiser).
+        update_flag: ``ModelOutput`` key of a bool that switches this group off for a step (VAEGAN, RAE_L2).
+    """
+
+    name: str
+    module_paths: tuple[str, ...]
+    loss_key: str
+    monitor: str
+    update_flag: str | None = None
+
+
+_GROUPS: dict[str, tuple[OptimiserGroup, ...]] = {
+    BASE: (OptimiserGroup("model", (), "loss", "val_loss"),),
+    ADVERSARIAL: (
+        OptimiserGroup("autoencoder", ("model.encoder", "model.decoder"), "autoencoder_loss", "ae_val_loss"),
+        OptimiserGroup("discriminator", ("model.discriminator",), "discriminator_loss", "discriminator_val_loss"),
+    ),
+    COUPLED: (
+        OptimiserGroup("encoder", ("model.encoder",), "encoder_loss", "encoder_val_loss", "update_encoder"),
+        OptimiserGroup("decoder", ("model.decoder",), "decoder_loss", "decoder_val_loss", "update_decoder"),
+    ),
+    COUPLED_ADVERSARIAL: (
+        OptimiserGroup("encoder", ("model.encoder",), "encoder_loss", "encoder_val_loss", "update_encoder"),
+        OptimiserGroup("decoder", ("model.decoder",), "decoder_loss", "decoder_val_loss", "update_decoder"),
+        OptimiserGroup(
+            "discriminator",
+            ("model.discriminator",),
+            "discriminator_loss",
+            "discriminator_val_loss",
+            "update_discriminator",
+        ),
+    ),
+}
+
+Backward = Callable[..., None]
+Clip = Callable[[Any], None]
+
+
+def _default_backward(loss: torch.Tensor, **kwargs: Any) -> None:
+    loss.backward(**kwargs)
+
+
+class PythaeStation(nn.Module):
+    """Wraps one pythae model (built with the MED encoder/decoder) for a Lightning engine.
+
+    Build it with :meth:`from_options`. Parameter names start with ``model.`` (so the engine's keys are
+    ``net.model.encoder…`` as in the original). ``options`` holds the arguments that rebuild it.
+    """
+
+    def __init__(self, resolved: ResolvedConfig, options: Mapping[str, Any]) -> None:
+        super().__init__()
+        self.resolved = resolved
+        self.spec: ModelSpec = resolved.spec
+        self.options = dict(options)
+        self.model = self._build_model(resolved)
+
+    @classmethod
+    def from_options(
+        cls,
+        model_name: str,
+        input_shape: Sequence[int],
+        in_channels: int,
+        is3D: bool,
+        latent_dim: int | None,
+        yaml_pythae: Mapping[str, Any] | None,
+        pythae_config: str = "",
+    ) -> PythaeStation:
+        """Resolve the config (§2.3) and build the station.
+
+        Args:
+            model_name: ``--pythae_model`` (e.g. ``factor_vae``, ``custom_factor_vae``).
+            input_shape: spatial shape, no channel axis: ``(H, W)`` for 2-D, ``(D, H, W)`` for 3-D.
+            in_channels: C.
+            is3D: must agree with ``len(input_shape)``.
+            latent_dim: YAML ``model.latent_dim``; ``None``/≤0 keeps the config file's value.
+            yaml_pythae: YAML ``model.pythae``.
+            pythae_config: JSON path relative to ``Engineering/warp_drives/pythae/configs/`` (blank = CelebA default).
+        """
+        shape = tuple(int(s) for s in input_shape)
+        dims = 3 if is3D else 2
+        if len(shape) != dims:
+            raise ConfigError(
+                f"input_shape {shape} has {len(shape)} spatial axes but is3D={bool(is3D)} needs {dims} "
+                f"(input_shape never includes the channel axis)"
+            )
+        spec = resolve_model(model_name)
+        resolved = resolve_config(spec, shape, in_channels, latent_dim, yaml_pythae or {}, pythae_config)
+        options = {
+            "model_name": model_name,
+            "input_shape": shape,
+            "in_channels": in_channels,
+            "is3D": bool(is3D),
+            "latent_dim": latent_dim,
+            "yaml_pythae": dict(yaml_pythae or {}),
+            "pythae_config": pythae_config,
+        }
+        return cls(resolved, options)
+
+    @staticmethod
+    def _build_model(r: ResolvedConfig) -> nn.Module:
+        encoder, decoder = build_nets(
+            r.nn, r.spec.head, r.dims, r.spatial_shape, r.in_channels, r.n_features, r.latent_dim
+        )
+        kwargs: dict[str, Any] = {"model_config": r.config, "encoder": encoder, "decoder": decoder}
+        if r.spec.key == "vaegan":
+            # DEFECT-5: pythae's default MLP discriminator has depth 2, below the CelebA reconstruction_layer 3.
+            kwargs["discriminator"] = ConvDiscriminator(r.dims, r.spatial_shape, r.in_channels, r.n_features)
+        try:
+            return r.spec.model_cls(**kwargs)
+        except AssertionError as err:
+            raise ConfigError(f"{r.spec.display_name} rejected its config: {err}") from err
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def model_name(self) -> str:
+        """Registry name as typed by the user (with ``custom_`` for custom models)."""
+        return self.spec.display_name
+
+    @property
+    def trainer_mode(self) -> str:
+        """``base`` | ``adversarial`` | ``coupled`` | ``coupled_adversarial``."""
+        return self.spec.trainer_mode
+
+    @property
+    def latent_dim(self) -> int:
+        """L, the embedding size written to emb.h5."""
+        return self.resolved.latent_dim
+
+    @property
+    def needs_grad_in_eval(self) -> bool:
+        """True for models whose forward/predict take autograd gradients (hvae, rhvae, rae_gp)."""
+        return self.spec.needs_grad_in_eval
+
+    @property
+    def supports_automatic_optimisation(self) -> bool:
+        """True when one optimiser over all parameters is right (Lightning automatic optimisation allowed)."""
+        return len(self.optimiser_groups()) == 1
+
+    def resolved_config(self) -> dict[str, Any]:
+        """The resolved pythae config plus the station settings, JSON-serialisable (for the run record)."""
+        r = self.resolved
+        return {
+            "model_name": self.model_name,
+            "model_config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in r.config.to_dict().items()},
+            "nn": r.nn,
+            "n_features": r.n_features,
+            "in_channels": r.in_channels,
+            "spatial_shape": list(r.spatial_shape),
+            "reconstruction_loss": r.reconstruction_loss,
+            "config_file": str(r.config_file) if r.config_file else None,
+            "trainer_mode": self.trainer_mode,
+        }
+
+    # ------------------------------------------------------------------ forward / predict
+    @contextlib.contextmanager
+    def _grad_context(self) -> Iterator[None]:
+        """Gradients on (and inference mode off) for models that need them during eval."""
+        if self.needs_grad_in_eval and not torch.is_grad_enabled():
+            with torch.inference_mode(False), torch.enable_grad():
+                yield
+        else:
+            yield
+
+    def forward(
+        self, batch_data: torch.Tensor, epoch: int | None = None, dataset_size: int | None = None
+    ) -> ModelOutput:
+        """Run the pythae model on ``batch_data`` (B, C, *spatial) and return its full ``ModelOutput``.
+
+        Always present: ``loss`` (scalar), ``recon_x``, ``z``; per model also ``recon_loss``, ``reg_loss``,
+        ``autoencoder_loss``/``discriminator_loss`` (adversarial), ``encoder_loss``/``decoder_loss`` and
+        ``update_*`` flags (coupled), ``recon_x_indices`` (FactorVAE: ``recon_x`` covers only those samples).
+        ``epoch`` and ``dataset_size`` reach the models that use them (DEFECT-10: DisentangledBetaVAE warm-up,
+        VAMP scheduling, BetaTCVAE MSS); ``None`` keeps pythae's fallbacks.
+        """
+        kwargs: dict[str, Any] = {}
+        if epoch is not None:
+            kwargs["epoch"] = int(epoch)
+        if dataset_size is not None:
+            kwargs["dataset_size"] = int(dataset_size)
+        with self._grad_context():
+            # a fresh tensor so models that flip requires_grad (rae_gp) do not touch the caller's batch
+            x = batch_data.detach().clone() if self.needs_grad_in_eval else batch_data
+            return self.model({"data": x}, **kwargs)
+
+    @torch.no_grad()
+    def _predict_plain(self, x: torch.Tensor) -> ModelOutput:
+        return self.model.predict(x)
+
+    def predict(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Embedding and reconstruction of ``x`` (B, C, *spatial), detached.
+
+        Returns ``embedding`` (B, L): the posterior mean μ (encoder ``embedding``; for rhvae pythae 0.1.2's own
+        refined embedding, with ``raw_embedding``); ``recon_x`` (B, C, *spatial) = decode(embedding). A vqvae
+        ResNet latent map (B, L, h, w) is flattened to (B, L·h·w).
+        """
+        if self.needs_grad_in_eval:
+            with torch.inference_mode(False), torch.enable_grad():
+                out = self.model.predict(x.detach().clone().requires_grad_(True))
+        else:
+            out = self._predict_plain(x)
+        result = {k: v.detach() for k, v in out.items() if isinstance(v, torch.Tensor)}
+        result["embedding"] = result["embedding"].reshape(x.shape[0], -1)
+        return result
+
+    @staticmethod
+    def loss_terms(output: ModelOutput) -> dict[str, torch.Tensor]:
+        """Every tensor in ``output`` whose key contains ``loss`` (what the engine logs as ``train_``/``val_``)."""
+        return {k: v for k, v in output.items() if "loss" in k and isinstance(v, torch.Tensor)}
+
+    # ------------------------------------------------------------------ optimisation
+    def optimiser_groups(self) -> list[OptimiserGroup]:
+        """The optimisers this model needs, in order (§2.6); one group means one optimiser over everything."""
+        return list(_GROUPS[self.trainer_mode])
+
+    def group_parameters(self, group: OptimiserGroup) -> list[nn.Parameter]:
+        """Parameters of ``group``: every station parameter for the single group, else its modules' parameters."""
+        if not group.module_paths:
+            return list(self.parameters())
+        params: list[nn.Parameter] = []
+        for path in group.module_paths:
+            params.extend(self.get_submodule(path).parameters())
+        return params
+
+    def parameter_groups(self) -> list[list[nn.Parameter]]:
+        """``[group_parameters(g) for g in optimiser_groups()]``: build optimiser *i* over entry *i*."""
+        return [self.group_parameters(g) for g in self.optimiser_groups()]
+
+    def group_losses(self, output: ModelOutput) -> list[torch.Tensor | None]:
+        """The loss each optimiser backpropagates for ``output``; ``None`` where the model switched it off."""
+        losses: list[torch.Tensor | None] = []
+        for group in self.optimiser_groups():
+            active = group.update_flag is None or bool(output.get(group.update_flag, True))
+            losses.append(output[group.loss_key] if active else None)
+        return losses
+
+    def manual_step(
+        self,
+        output: ModelOutput,
+        optimisers: Sequence[Any] | Any,
+        backward: Backward | None = None,
+        step: bool = True,
+        clip: Clip | None = None,
+        zero_between_backwards: bool = False,
+    ) -> None:
+        """Backward every active group's loss and, if ``step``, clip/step/zero its optimiser (§2.8).
+
+        Faithful to the original (DEFECT-11, FAITHFUL): all backward calls run first with no zeroing in between,
+        so e.g. the FactorVAE discriminator also receives the γ·TC gradient of the autoencoder loss; gradients
+        are zeroed only right after each optimiser step, so they accumulate over micro-batches while ``step`` is
+        False. ``zero_between_backwards=True`` zeroes each optimiser just before its backward, as pythae's
+        trainers do (then do not combine it with gradient accumulation). Base models are stepped too (DEFECT-1).
+
+        Args:
+            output: this batch's :meth:`forward` output.
+            optimisers: one optimiser per :meth:`optimiser_groups` entry (a single one may be passed bare).
+            backward: e.g. Lightning's ``manual_backward``; called as ``backward(loss, retain_graph=bool)``.
+            step: False while accumulating gradients.
+            clip: called with each optimiser before its step (e.g. ``lambda o: self.clip_gradients(o, …)``).
+        """
+        opts = list(optimisers) if isinstance(optimisers, (list, tuple)) else [optimisers]
+        losses = self.group_losses(output)
+        if len(opts) != len(losses):
+            raise ConfigError(
+                f"{self.model_name} needs {len(losses)} optimiser(s) "
+                f"({', '.join(g.name for g in self.optimiser_groups())}), got {len(opts)}"
+            )
+        backward = backward or _default_backward
+        active = [i for i, loss in enumerate(losses) if loss is not None]
+        for i in active:
+            if zero_between_backwards:
+                opts[i].zero_grad()
+            backward(losses[i], retain_graph=i != active[-1])
+        if not step:
+            return
+        for i in active:
+            if clip is not None:
+                clip(opts[i])
+            opts[i].step()
+            opts[i].zero_grad()
