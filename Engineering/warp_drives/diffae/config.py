@@ -182,13 +182,13 @@ class DiffAEConfig:
             space_timesteps(self.T, getattr(self, name))
 
     def _validate_spatial(self) -> None:
-        """Every resampled axis must halve exactly len(net_ch_mult) - 1 times (skip concatenation needs it)."""
-        factor = 2 ** (len(self.net_ch_mult) - 1)
+        """Every resampled axis must halve exactly once per level of the UNet and of the deeper semantic encoder."""
+        factor = 2 ** (max(len(self.net_ch_mult), len(self.net_enc_channel_mult)) - 1)
         resampled = self.input_shape[1:] if (self.is3D and self.keep_depth) else self.input_shape
         if any(s % factor for s in resampled):
             raise ConfigError(
                 f"input_shape {self.input_shape!r}: resampled axes {resampled!r} must be divisible by {factor} "
-                f"(net_ch_mult {self.net_ch_mult!r})"
+                f"(net_ch_mult {self.net_ch_mult!r}, net_enc_channel_mult {self.net_enc_channel_mult!r})"
             )
 
 
