@@ -55,6 +55,12 @@ def run_guarded(main: Callable[[Sequence[str]], int | None], argv: Sequence[str]
         message = " ".join(str(err).split("\n")).strip()
         print(f"imlatent: error: {message}", file=sys.stderr)
         return err.exit_code
+    except Exception as err:
+        # Lightning reports impossible Trainer settings this way: they are user input too
+        if type(err).__name__ != "MisconfigurationException":
+            raise
+        print(f"imlatent: error: {' '.join(str(err).split())}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("imlatent: interrupted", file=sys.stderr)
         return 130

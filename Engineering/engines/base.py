@@ -170,6 +170,19 @@ class BaseEngine(pl.LightningModule):
         else:
             sched.step()
 
+    def architecture(self) -> dict[str, Any]:
+        """Values that fix the network's shape, compared with a pretrained repository's config.json."""
+        keys = ("is3D", "in_channels", "out_channels", "input_shape")
+        arch = {k: self.hp[k] for k in keys if k in self.hp}
+        if "is3D" in arch:
+            arch["is3D"] = bool(int(arch["is3D"]))
+        if isinstance(arch.get("input_shape"), str):
+            arch["input_shape"] = [int(v) for v in arch["input_shape"].split(",") if v.strip()]
+        latent = (self.config.get("model") or {}).get("latent_dim")
+        if isinstance(latent, int) and latent > 0:
+            arch["latent_dim"] = latent
+        return arch
+
     @property
     def accumulate_gradbatch(self) -> int:
         return max(1, int(self.hp.get("effective_batch_size", 1)) // max(1, int(self.hp.get("batch_size", 1))))

@@ -202,14 +202,10 @@ class DiffAEEngine(BaseEngine):
     def predict_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
         return self.encode(batch["inp"]["data"].float(), bool(self.hp.get("test_ema", True)))
 
-    # ------------------------------------------------------------------ loading
-    def adapt_state_dict(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Use this run's x_T when the stored one has another shape (other input_shape or sample_size)."""
-        stored = state.get("x_T")
-        if stored is not None and stored.shape != self.x_T.shape:
-            state = dict(state)
-            state["x_T"] = self.x_T.detach().clone()
-        return state
+    def architecture(self) -> dict[str, Any]:
+        arch = super().architecture()
+        arch.update(net_ch=int(self.conf.net_ch), sample_size=int(self.conf.sample_size))
+        return arch
 
 
 def _grid(images: torch.Tensor) -> torch.Tensor:

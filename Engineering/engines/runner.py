@@ -31,7 +31,7 @@ import torch
 from Engineering.engines.base import BaseEngine, TestOutputs
 from Engineering.engines.checkpoints import select_checkpoint
 from Engineering.engines.trainer_setup import build_callbacks, build_loggers, trainer_kwargs
-from Engineering.errors import CheckpointError, ConfigError
+from Engineering.errors import ConfigError
 
 log = logging.getLogger("imlatent")
 
@@ -103,14 +103,29 @@ class Runner:
 
     def engine(self) -> BaseEngine:
         engine = build_engine(self.hp.taskID, _plain(self.hp), self.config)
+        if self.hp.load_hf:
+            from Engineering.hub import load_into
+
+            report = load_into(engine, self.hp.load_hf, expected_config=engine.architecture())
+            log.info("Loaded pretrained weights %s from %s", self.hp.load_hf, report.source)
         if self.hp.preweights_path:
             load_weights_into(engine, Path(self.hp.preweights_path))
         return engine
 
-    def trainer(self, engine: BaseEngine) -> pl.Trainer:
+    def trainer(self, engine: BaseEngine, dm: Any) -> pl.Trainer:
         loggers = build_loggers(self.hp, self.run_name, engine)
         callbacks = build_callbacks(self.hp, self.paths.checkpoints, self.validate)
-        trainer = pl.Trainer(**trainer_kwargs(self.hp, self.config, loggers, callbacks, self.validate))
+        kwargs = trainer_kwargs(self.hp, self.config, loggers, callbacks, self.validate)
+        if self.hp.run_mode != 2 and self.hp.dev_run == 0:
+            dm.setup("fit")
+            kwargs["limit_train_batches"] = at_least_one_batch(
+                kwargs["limit_train_batches"], dm.train_dataloader(), "train"
+            )
+            if self.validate:
+                kwargs["limit_val_batches"] = at_least_one_batch(
+                    kwargs["limit_val_batches"], dm.val_dataloader(), "val"
+                )
+        trainer = pl.Trainer(**kwargs)
         if not self.hp.non_deter:
             torch.use_deterministic_algorithms(True, warn_only=True)
         return trainer
@@ -120,7 +135,7 @@ class Runner:
         hp = self.hp
         dm = self.datamodule()
         engine = self.engine()
-        trainer = self.trainer(engine)
+        trainer = self.trainer(engine, dm)
         ckpt = self.checkpoint_path()
         if hp.auto_bs or hp.auto_lr:
             self.tune(trainer, engine, dm)
@@ -148,7 +163,7 @@ class Runner:
         if hp.run_mode == 2:
             if ckpt is not None:
                 load_weights_into(engine, ckpt)
-            elif not (hp.preweights_path or getattr(hp, "load_hf", "")):
+            elif not (hp.preweights_path or hp.load_hf):
                 log.warning(
                     "run_mode 2 without --resume, --preweights_path or --load_hf: testing a randomly initialised model"
                 )
@@ -177,25 +192,33 @@ class Runner:
                 log.info("auto_lr: learning rate %g", engine.lr)
 
 
-def load_weights_into(engine: BaseEngine, path: Path) -> None:
-    """Load a Lightning checkpoint (or a bare state dict) into the engine, adapting shape-bound buffers."""
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)  # trusted: our own checkpoints
-    except Exception as err:  # noqa: BLE001
-        raise CheckpointError(f"cannot read checkpoint {path}: {err}") from err
-    state = payload.get("state_dict", payload) if isinstance(payload, dict) else None
-    if not isinstance(state, dict):
-        raise CheckpointError(f"{path} holds no state dict")
-    state = engine.adapt_state_dict(state) if hasattr(engine, "adapt_state_dict") else state
-    missing, unexpected = engine.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise CheckpointError(
-            f"{path} does not fit this model: {len(missing)} missing keys (e.g. {missing[:3]}), "
-            f"{len(unexpected)} unexpected keys (e.g. {unexpected[:3]})"
+def at_least_one_batch(limit: int | float, loader: Any, stage: str) -> int | float:
+    """A batch fraction that would select no batch at all selects one instead (Lightning would raise)."""
+    n_batches = len(loader) if loader is not None else 0
+    if isinstance(limit, float) and n_batches and limit * n_batches < 1:
+        log.warning(
+            "--n_%s_batches %g of %d %s batches is less than one batch; using 1 batch per epoch",
+            stage,
+            limit,
+            n_batches,
+            stage,
         )
-    log.info("Loaded weights from %s", path)
+        return 1
+    return limit
+
+
+def load_weights_into(engine: BaseEngine, path: Path) -> None:
+    """Load a checkpoint or weight file into the engine through the safe loader (weights_only, no pickled code).
+
+    One wrapper prefix is stripped if needed, and the shape-bound ``x_T`` buffer is replaced by the engine's own
+    when its shape differs (another input_shape or sample_size).
+    """
+    from Engineering.hub import match_state_dict, read_state_dict
+
+    state = read_state_dict(Path(path))
+    matched = match_state_dict(engine.state_dict(), state, shape_flexible={"x_T"})
+    engine.load_state_dict(matched.state, strict=True)
+    log.info("Loaded weights from %s%s", path, f" (replaced {', '.join(matched.replaced)})" if matched.replaced else "")
 
 
 def _best_checkpoint(trainer: pl.Trainer) -> str:

@@ -281,3 +281,22 @@ def test_missing_local_path_that_is_not_a_repo_id(tmp_path):
 def test_local_folder_without_weights(tmp_path):
     with pytest.raises(CheckpointError, match=r"holds no weight file: expected \*\.safetensors"):
         resolve_weights_source(tmp_path)
+
+
+class _Payload:
+    """An object whose unpickling would run code (writes a marker file)."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.write_text, (Path(self.marker), "pwned"))
+
+
+@pytest.mark.parametrize("name", ["pytorch_model.bin", "model.ckpt"])
+def test_a_pickle_containing_code_is_refused_and_never_run(tmp_path, name):
+    marker = tmp_path / "marker.txt"
+    torch.save({"state_dict": _state(), "evil": _Payload(str(marker))}, tmp_path / name)
+    with pytest.raises(CheckpointError, match="refused for safety"):
+        load_into(TinyEngine(), tmp_path)
+    assert not marker.exists()
