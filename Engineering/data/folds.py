@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import h5py
 import pandas as pd
 
 from Engineering.errors import DataError
@@ -96,8 +97,8 @@ def write_folds(
 ) -> Path:
     """Write a fold CSV: for each fold, reshuffle the sorted patient IDs and cut them into train/val/test.
 
-    Like the original splitter the folds are independent random splits (not disjoint K-fold partitions); unlike it,
-    the IDs are sorted first so the file is reproducible from ``seed``. Patients (with all their visits) are never
+    Like the original splitter the folds are independent random splits (not disjoint K-fold partitions; see
+    :func:`kfold_partition` for those); unlike it, the IDs are sorted first so the file is reproducible from ``seed``. Patients (with all their visits) are never
     split across train/val/test. The file is written atomically. Returns the path.
     """
     if n_folds < 1:
@@ -108,10 +109,15 @@ def write_folds(
         )
     ids = sorted({str(p) for p in patient_ids})
     rng = random.Random(seed)
-    rows = []
+    folds = []
     for _ in range(n_folds):
         rng.shuffle(ids)
-        rows.append([repr(part) for part in _cut(ids, fractions)])
+        folds.append(Fold(*_cut(ids, fractions)))
+    return write_fold_csv(csv_path, folds)
+
+
+def write_fold_csv(csv_path: str | os.PathLike[str], folds: Sequence[Fold]) -> Path:
+    """Write ``folds`` as a fold CSV (columns train,val,test; list-repr cells) atomically; returns the path."""
     path = Path(csv_path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -119,9 +125,79 @@ def write_folds(
         with os.fdopen(fd, "w", newline="") as fh:
             writer = csv.writer(fh)
             writer.writerow(SPLITS)
-            writer.writerows(rows)
+            writer.writerows([repr(fold.split(c)) for c in SPLITS] for fold in folds)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def kfold_partition(
+    patient_ids: Iterable[str], n_folds: int, per_val: float = 0.1, per_dataset: float = 1.0, seed: int = 1701
+) -> list[Fold]:
+    """K-fold folds whose test splits partition the patients (each patient is tested in exactly one fold).
+
+    The sorted unique IDs are shuffled once with ``random.Random(seed)`` (reproducible across processes), cut to
+    ``int(per_dataset * N)`` once, and split into ``n_folds`` near-equal test blocks; in fold k, val is the first
+    ``round(per_val * N)`` of the remaining patients (in shuffled order, rotated by k) and train is the rest.
+    """
+    if n_folds < 2:
+        raise DataError(f"n_folds={n_folds} is invalid; expected at least 2 for K-fold partitions")
+    if not 0 < per_dataset <= 1 or not 0 <= per_val < 1 - 1 / n_folds:
+        raise DataError(
+            f"per_dataset={per_dataset}, per_val={per_val} are invalid with {n_folds} folds; expected "
+            f"0 < per_dataset <= 1 and 0 <= per_val < {1 - 1 / n_folds:.3f} (the test share is 1/n_folds)"
+        )
+    ids = sorted({str(p) for p in patient_ids})
+    random.Random(seed).shuffle(ids)
+    ids = ids[: int(per_dataset * len(ids))]
+    if len(ids) < n_folds:
+        raise DataError(f"{len(ids)} patient(s) cannot fill {n_folds} folds; expected at least one per fold")
+    bounds = [round(k * len(ids) / n_folds) for k in range(n_folds + 1)]
+    n_val = round(per_val * len(ids))
+    folds = []
+    for k in range(n_folds):
+        test = ids[bounds[k] : bounds[k + 1]]
+        rest = ids[bounds[k + 1] :] + ids[: bounds[k]]  # starts after the test block, so val rotates with k
+        folds.append(Fold(train=rest[n_val:], val=rest[:n_val], test=test))
+    return folds
+
+
+def fold_csv_name(
+    n_folds: int, per_dataset: float, per_val: float, seed: int, n_sessions: int = 0, ds_names: Sequence[str] = ()
+) -> str:
+    """``<n>folds[_<k>Ses][_<names joined by OR>]_<pDS>DS_<pTrn>Trn_<pVal>Val_<pTst>Tst_<seed>seed.csv`` (§1.9)."""
+    per_test = 1 / n_folds
+    parts = (
+        [f"{n_folds}folds"]
+        + ([f"{n_sessions}Ses"] if n_sessions > 0 else [])
+        + (["OR".join(ds_names)] if ds_names else [])
+    )
+    shares = f"{int(100 * per_dataset)}DS_{round(100 * (1 - per_val - per_test))}Trn_{round(100 * per_val)}Val_{round(100 * per_test)}Tst"
+    return "_".join([*parts, shares, f"{seed}seed"]) + ".csv"
+
+
+def _dataset_names(group: h5py.Group) -> list[str]:
+    """Last path component of every dataset below ``group``."""
+    names: list[str] = []
+    group.visititems(lambda name, obj: names.append(name.rsplit("/", 1)[-1]) if isinstance(obj, h5py.Dataset) else None)
+    return names
+
+
+def eligible_patients(
+    h5_path: str | os.PathLike[str], ds_names: Sequence[str] = (), n_sessions: int = 0, ignore: Iterable[str] = ()
+) -> list[str]:
+    """Patients of the file (§1.9): with a dataset whose name contains one of ``ds_names`` (any when empty), with
+    exactly ``n_sessions`` instance groups under some field (when > 0), minus ``ignore``; sorted."""
+    skip = {str(p) for p in ignore}
+    kept = []
+    with h5py.File(h5_path, "r") as f:
+        for pid, patient in f.items():
+            if pid in skip or not isinstance(patient, h5py.Group):
+                continue
+            if n_sessions > 0 and not any(isinstance(g, h5py.Group) and len(g) == n_sessions for g in patient.values()):
+                continue
+            if not ds_names or any(d in n for n in _dataset_names(patient) for d in ds_names):
+                kept.append(pid)
+    return sorted(kept)
