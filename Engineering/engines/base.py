@@ -144,6 +144,7 @@ class BaseEngine(pl.LightningModule):
         self.lr = float(self.hp.get("lr", 1e-4))
         self.automatic_optimization = bool(self.hp.get("auto_optim", True))
         self.test_outputs: TestOutputs | None = None
+        self.provenance: dict[str, Any] | None = None  # root attributes of emb.h5, set by the runner
         self._results: Any = None
 
     # ------------------------------------------------------------------ optimisation
@@ -281,7 +282,7 @@ class BaseEngine(pl.LightningModule):
         rows = [row for st in gathered for row in st["rows"]]
         out = self.test_outputs.output_dir
         out.mkdir(parents=True, exist_ok=True)
-        write_results_h5(out / "emb.h5", emb.to_dense())
+        write_results_h5(out / "emb.h5", emb.to_dense(), attrs=self.provenance)
         if self.test_outputs.save_recon:
             write_results_h5(out / "recon.h5", recon.to_dense())
         for tag in tags:

@@ -49,7 +49,11 @@ def build_engine(task_id: int, hparams: dict, config: dict) -> BaseEngine:
         from Engineering.engines.diffae import DiffAEEngine
 
         return DiffAEEngine(hparams, config)
-    raise ConfigError(f"--taskID {task_id} is not available yet in this version; valid: 0 (recon), 1 (DiffAE)")
+    if task_id == 2:
+        from Engineering.engines.latent import ClassifyLatentEngine
+
+        return ClassifyLatentEngine(hparams, config)
+    raise ConfigError(f"--taskID {task_id} is unknown; valid: 0 (recon), 1 (DiffAE), 2 (latent regressor)")
 
 
 class Runner:
@@ -97,6 +101,12 @@ class Runner:
         return select_checkpoint(base, bool(hp.load_best))
 
     def datamodule(self) -> pl.LightningDataModule:
+        if self.hp.taskID == 2:
+            from Engineering.data.latent_datamodule import LatentDataModule
+
+            dm = LatentDataModule.from_hparams(self.hp, self.paths.latent_file, merge_train_val=not self.validate)
+            vars(self.hp).update(dm.engine_hparams())  # task, targets, classes and train statistics -> engine + ckpt
+            return dm
         from Engineering.data import H5DataModule
 
         return H5DataModule.from_hparams(self.hp, self.config, merge_train_val=not self.validate)
@@ -160,6 +170,7 @@ class Runner:
             metric_suffix=hp.output_suffix,
             eval_options=self.config.get("eval", {}),
         )
+        engine.provenance = self.provenance(engine, ckpt or hp.preweights_path or hp.load_hf or _best_checkpoint(trainer))
         if hp.run_mode == 2:
             if ckpt is not None:
                 load_weights_into(engine, ckpt)
@@ -174,6 +185,14 @@ class Runner:
             trainer.test(engine, datamodule=dm)
         else:
             trainer.test(engine, datamodule=dm)
+
+    def provenance(self, engine: BaseEngine, weights: Any) -> dict[str, Any]:
+        """Root attributes of emb.h5 saying which run, weights, seed and code produced it."""
+        from Engineering.outputs.provenance import code_version, provenance_attrs
+
+        latent = engine.architecture().get("latent_dim", -1)
+        seed = None if self.hp.non_deter else int(self.config.get("seed", 1701))
+        return provenance_attrs(self.run_name, str(weights) if weights else None, seed, int(latent), code_version())
 
     def tune(self, trainer: pl.Trainer, engine: BaseEngine, dm: Any) -> None:
         """--auto_bs / --auto_lr through Lightning's tuner, once, with the datamodule (DEFECT 7 fixed)."""

@@ -1,0 +1,52 @@
+"""The latent head (pythae.md §9): ``modelID`` 0 is one ``nn.Linear(in_channels, n_outputs)``, −1 the identity.
+
+For regression ``n_outputs`` is the number of phenotype columns; for classification it is the number of classes
+(logits). The EMA shadow is a frozen deep copy updated after every training batch with
+``t ← decay·t + (1 − decay)·s`` for every ``state_dict`` tensor (buffers included), as in the original.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from Engineering.errors import ConfigError
+
+LATENT_MODELS: dict[int, str] = {-1: "identity (debug)", 0: "linear"}
+
+
+def build_latent_head(model_id: int, in_channels: int, n_outputs: int) -> nn.Module:
+    """The head of ``--modelID``: (B, in_channels) → (B, n_outputs)."""
+    if in_channels < 1 or n_outputs < 1:
+        raise ConfigError(f"latent head sizes in_channels={in_channels}, n_outputs={n_outputs}; expected positive")
+    if model_id == 0:
+        return nn.Linear(in_channels, n_outputs)
+    if model_id == -1:
+        if in_channels != n_outputs:
+            raise ConfigError(
+                f"--modelID -1 (identity) needs --in_channels ({in_channels}) equal to the number of outputs "
+                f"({n_outputs})"
+            )
+        return nn.Identity()
+    raise ConfigError(f"--modelID {model_id} is unknown for taskID 2; valid: {LATENT_MODELS}")
+
+
+def ema_copy(net: nn.Module) -> nn.Module:
+    """A frozen, eval-mode deep copy of ``net`` to hold the exponential moving average."""
+    shadow = copy.deepcopy(net)
+    shadow.requires_grad_(False)
+    return shadow.eval()
+
+
+@torch.no_grad()
+def ema_update(shadow: nn.Module, net: nn.Module, decay: float) -> None:
+    """``shadow ← decay·shadow + (1 − decay)·net`` for every floating state tensor; others are copied."""
+    source = net.state_dict()
+    for name, target in shadow.state_dict().items():
+        value = source[name].detach()
+        if target.dtype.is_floating_point:
+            target.mul_(decay).add_(value.to(target.dtype), alpha=1.0 - decay)
+        else:
+            target.copy_(value)
