@@ -184,6 +184,12 @@ class BaseEngine(pl.LightningModule):
             arch["latent_dim"] = latent
         return arch
 
+    def _last_batch_of_epoch(self, batch_idx: int) -> bool:
+        """True on the epoch's last training batch, where a partial accumulation is stepped (as Lightning does)."""
+        trainer = self._trainer
+        total = getattr(trainer, "num_training_batches", None) if trainer is not None else None
+        return isinstance(total, int) and batch_idx + 1 == total
+
     @property
     def accumulate_gradbatch(self) -> int:
         return max(1, int(self.hp.get("effective_batch_size", 1)) // max(1, int(self.hp.get("batch_size", 1))))
@@ -233,7 +239,8 @@ class BaseEngine(pl.LightningModule):
                 metrics2use=eval_opts.get("metrics2use") or {},
                 norm4diff=bool(eval_opts.get("norm4diff", False)),
                 store_fullscale_evals=bool(eval_opts.get("store_fullscale_evals", False)),
-                n_calc_processes=int(eval_opts.get("n_calc_processes", 0)),
+                n_calc_processes=_metric_processes(int(eval_opts.get("n_calc_processes", 0))),
+                mp_start_method="spawn" if torch.cuda.is_initialized() else "fork",
             ),
             "ssim": [],
         }
@@ -280,6 +287,8 @@ class BaseEngine(pl.LightningModule):
         recon = ResultHolder.merged(ResultHolder.from_state(st["recon"]) for st in gathered)
         tags = sorted({tag for st in gathered for tag in st["extra"]})
         rows = [row for st in gathered for row in st["rows"]]
+        if len(gathered) > 1:  # ranks hold strided shares: one deterministic order whatever the number of ranks
+            rows.sort(key=_row_identity)
         out = self.test_outputs.output_dir
         out.mkdir(parents=True, exist_ok=True)
         write_results_h5(out / "emb.h5", emb.to_dense(), attrs=self.provenance)
@@ -293,6 +302,22 @@ class BaseEngine(pl.LightningModule):
         if rows:
             write_metrics(out, rows)
         log.info("Test outputs written to %s (%d series)", out, len(emb))
+
+
+def _row_identity(row: Mapping[str, Any]) -> tuple[str, ...]:
+    from Engineering.science.metrics import ID_COLUMNS
+
+    return tuple(str(row.get(col, "")) for col in ID_COLUMNS)
+
+
+def _metric_processes(requested: int) -> int:
+    """Metric worker processes: as configured (-1 = all CPUs), but never more than this process may use."""
+    import os
+
+    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if requested < 0:
+        return available
+    return min(requested, available)
 
 
 def _to_numpy(t: torch.Tensor | np.ndarray) -> np.ndarray:

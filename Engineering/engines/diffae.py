@@ -151,7 +151,7 @@ class DiffAEEngine(BaseEngine):
 
     def on_train_batch_end(self, outputs: Any, batch: Mapping[str, Any], batch_idx: int) -> None:
         # one EMA step per optimiser step (D4 fixed: linked to gradient accumulation)
-        if (batch_idx + 1) % int(self.conf.accum_batches) == 0:
+        if (batch_idx + 1) % int(self.conf.accum_batches) == 0 or self._last_batch_of_epoch(batch_idx):
             ema_update(self.ema_net, self.net, float(self.conf.ema_decay))
             self._log_samples(batch["inp"]["data"])
 

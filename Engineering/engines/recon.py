@@ -1,4 +1,9 @@
-"""Reconstruction engine (taskID 0): the Identity debug model (modelID -1) and the pythae station (modelID 0)."""
+"""Reconstruction engine (taskID 0): the Identity debug model (modelID -1) and the pythae station (modelID 0).
+
+One shared step for train and validation (pythae.md §2.8). Every model trains under manual optimisation (the
+main_recon default; base models are stepped too, DEFECT-1 fixed) with gradient accumulation and clipping;
+single-optimiser models may instead use Lightning's automatic optimisation (``--auto_optim``).
+"""
 
 from __future__ import annotations
 
@@ -8,11 +13,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from Engineering.engines.base import BaseEngine, InferenceResult
+from Engineering.engines.base import BaseEngine, InferenceResult, build_lr_scheduler, build_optimiser
+from Engineering.engines.recon_build import EXTRA_PREDICTIONS, batch_extras, build_station
 from Engineering.errors import ConfigError
-
-#: lossID -> loss module of the engine-level reconstruction loss (pythae.md §6.4)
-ENGINE_LOSSES: dict[int, type[nn.Module]] = {0: nn.L1Loss, 1: nn.MSELoss, 2: nn.SmoothL1Loss}
+from Engineering.science.losses import build_engine_loss
 
 
 class IdentityAE(nn.Module):
@@ -37,27 +41,121 @@ class IdentityAE(nn.Module):
 
 
 class ReconEngine(BaseEngine):
-    """LightningModule for the non-diffusion autoencoders (shell.md taskID 0)."""
+    """LightningModule for the non-diffusion autoencoders (shell.md taskID 0).
+
+    ``self.net`` is the :class:`IdentityAE` (modelID -1) or a
+    :class:`~Engineering.warp_drives.pythae.station.PythaeStation` (modelID 0), so checkpoint keys read
+    ``net.model.encoder…`` as in the original.
+    """
 
     def __init__(self, hparams: Mapping[str, Any], config: Mapping[str, Any]) -> None:
         super().__init__(hparams, config)
         model_id = int(self.hp.get("modelID", 0))
+        # lossID is validated for every model; only the Identity model uses it (the pythae models have their own)
+        self.loss_fn = build_engine_loss(int(self.hp.get("lossID", 0)))
         if model_id == -1:
             self.net: nn.Module = IdentityAE()
         elif model_id == 0:
-            raise ConfigError(
-                "--modelID 0 (pythae models) is not available yet in this version; use --modelID -1 (Identity debug model)"
-            )
+            self.net = build_station(self.hp, self.config)
+            if self.automatic_optimization and not self.net.supports_automatic_optimisation:
+                groups = self.net.optimiser_groups()
+                raise ConfigError(
+                    f"--auto_optim cannot train {self.net.model_name}: it needs {len(groups)} optimisers "
+                    f"({', '.join(g.name for g in groups)}); run with --no-auto_optim (manual optimisation)"
+                )
         else:
             raise ConfigError(f"--modelID {model_id} is unknown for main_recon.py; valid: -1 (Identity), 0 (pythae)")
-        loss_id = int(self.hp.get("lossID", 0))
-        if loss_id not in ENGINE_LOSSES:
-            raise ConfigError(
-                f"--lossID {loss_id} is not available; valid: {sorted(ENGINE_LOSSES)} (0 L1, 1 MSE, 2 SmoothL1)"
-            )
-        self.loss_fn = ENGINE_LOSSES[loss_id]()
 
-    def _step(self, batch: Mapping[str, Any], stage: str, batch_idx: int) -> torch.Tensor:
+    @property
+    def is_pythae(self) -> bool:
+        return not isinstance(self.net, IdentityAE)
+
+    # ------------------------------------------------------------------ optimisation
+    def configure_optimizers(self) -> Any:
+        if not self.is_pythae:
+            return super().configure_optimizers()
+        groups = self.net.optimiser_groups()
+        wanted = int(self.hp.get("n_optimisers", -1))
+        if wanted > 0 and wanted != len(groups):
+            raise ConfigError(
+                f"--n_optimisers {wanted} does not fit {self.net.model_name}, which needs {len(groups)} "
+                f"({', '.join(g.name for g in groups)}); use --n_optimisers -1 to infer it"
+            )
+        decay = self.config.get("training", {}).get("LRDecay", {})
+        configs = []
+        for group in groups:
+            optimiser = build_optimiser(self.hp.get("optimiserID", 0), self.net.group_parameters(group), self.lr)
+            entry: dict[str, Any] = {"optimizer": optimiser}
+            sched = build_lr_scheduler(int(self.hp.get("lr_decay_type", 0)), decay, optimiser)
+            if sched is not None:
+                entry["lr_scheduler"] = sched
+            configs.append(entry)
+        return configs[0] if len(configs) == 1 else configs
+
+    def on_train_epoch_end(self) -> None:
+        """Under manual optimisation step every scheduler once per epoch (one per optimiser)."""
+        if self.automatic_optimization:
+            return
+        scheds = self.lr_schedulers()
+        scheds = scheds if isinstance(scheds, list) else [] if scheds is None else [scheds]
+        val_loss = self.trainer.callback_metrics.get("val_loss")
+        for sched in scheds:
+            if not isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                sched.step()
+            elif val_loss is not None:
+                sched.step(float(val_loss))
+
+    def _clipper(self) -> Any | None:
+        algo = self.hp.get("grad_clip_algo") or None
+        value = self.hp.get("grad_clip_val")
+        if not (algo and value):
+            return None
+
+        def clip(optimiser: Any) -> None:
+            self.clip_gradients(optimiser, gradient_clip_val=float(value), gradient_clip_algorithm=algo)
+
+        return clip
+
+    def _backward(self, loss: torch.Tensor, **kwargs: Any) -> None:
+        """Manual backward of one micro-batch, scaled like Lightning's automatic accumulation."""
+        self.manual_backward(loss / self.accumulate_gradbatch, **kwargs)
+
+    def _optimisers(self) -> list[Any]:
+        opts = self.optimizers()
+        return list(opts) if isinstance(opts, (list, tuple)) else [opts]
+
+    # ------------------------------------------------------------------ steps
+    def _dataset_size(self) -> int | None:
+        trainer = self._trainer
+        dataset = getattr(getattr(trainer, "datamodule", None), "train_ds", None) if trainer is not None else None
+        return len(dataset) if dataset is not None else None
+
+    def _log_terms(self, stage: str, terms: Mapping[str, torch.Tensor], batch_size: int) -> None:
+        for key, value in terms.items():
+            self.log(f"{stage}_{key}", value.detach().float().mean(), on_step=True, on_epoch=True,
+                     sync_dist=True, batch_size=batch_size)  # fmt: skip
+
+    def _pythae_step(self, batch: Mapping[str, Any], stage: str, batch_idx: int) -> Any:
+        """Forward + logging of one batch; returns the model output (train and validation share it)."""
+        x = batch["inp"]["data"]
+        out = self.net(
+            x,
+            epoch=self.current_epoch if self._trainer is not None else None,
+            dataset_size=self._dataset_size() if stage == "train" else None,
+            extras=batch_extras(batch),
+        )
+        self._log_terms(stage, self.net.loss_terms(out), x.shape[0])
+        recon = out["recon_x"]
+        gt = x[out["recon_x_indices"]] if "recon_x_indices" in out.keys() else x
+        if stage == "val" and not torch.is_complex(recon):
+            from Engineering.outputs import median_ssim
+
+            value = median_ssim(gt.detach().float().cpu().numpy(), recon.detach().float().cpu().numpy())
+            self.log("val_ssim", value, on_step=True, on_epoch=True, sync_dist=True, batch_size=x.shape[0])
+        self.log_images(stage, gt, recon, batch_idx)
+        return out
+
+    def _identity_step(self, batch: Mapping[str, Any], stage: str, batch_idx: int) -> torch.Tensor:
         x = batch["inp"]["data"]
         recon = self.net(x)
         loss = self.loss_fn(recon, x)
@@ -65,27 +163,40 @@ class ReconEngine(BaseEngine):
         self.log_images(stage, x, recon, batch_idx)
         return loss
 
+    def _identity_manual_step(self, loss: torch.Tensor, step: bool) -> None:
+        (optimiser,) = self._optimisers()
+        self._backward(loss)
+        if not step:
+            return
+        clip = self._clipper()
+        if clip is not None:
+            clip(optimiser)
+        optimiser.step()
+        optimiser.zero_grad()
+
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor | None:
+        step = (batch_idx + 1) % self.accumulate_gradbatch == 0 or self._last_batch_of_epoch(batch_idx)
+        if not self.is_pythae:
+            loss = self._identity_step(batch, "train", batch_idx)
+            if self.automatic_optimization:
+                return loss
+            self._identity_manual_step(loss, step)
+            return None
+        out = self._pythae_step(batch, "train", batch_idx)
         if self.automatic_optimization:
-            return self._step(batch, "train", batch_idx)
-        # manual optimisation: accumulate over accumulate_gradbatch micro-batches, clip, step, zero
-        optimiser = self.optimizers()
-        loss = self._step(batch, "train", batch_idx)
-        self.manual_backward(loss / self.accumulate_gradbatch)
-        if (batch_idx + 1) % self.accumulate_gradbatch == 0:
-            algo = self.hp.get("grad_clip_algo") or None
-            if algo and self.hp.get("grad_clip_val"):
-                self.clip_gradients(
-                    optimiser, gradient_clip_val=float(self.hp["grad_clip_val"]), gradient_clip_algorithm=algo
-                )
-            optimiser.step()
-            optimiser.zero_grad()
+            return out["loss"]
+        self.net.manual_step(out, self._optimisers(), backward=self._backward, step=step, clip=self._clipper())
         return None
 
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "val", batch_idx)
+        if not self.is_pythae:
+            return self._identity_step(batch, "val", batch_idx)
+        return self._pythae_step(batch, "val", batch_idx)["loss"]
 
     def infer(self, batch: Mapping[str, Any]) -> InferenceResult:
         x = batch["inp"]["data"]
-        recon = self.net(x)
-        return InferenceResult(embedding=self.net.embed(x), recon=recon, ground_truth=x)
+        if not self.is_pythae:
+            return InferenceResult(embedding=self.net.embed(x), recon=self.net(x), ground_truth=x)
+        pred = self.net.predict(x)
+        extra = {tag: pred[tag] for tag in EXTRA_PREDICTIONS if tag in pred}
+        return InferenceResult(embedding=pred["embedding"], recon=pred["recon_x"], ground_truth=x, extra=extra)

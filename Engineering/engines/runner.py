@@ -30,6 +30,7 @@ import torch
 
 from Engineering.engines.base import BaseEngine, TestOutputs
 from Engineering.engines.checkpoints import select_checkpoint
+from Engineering.engines.strategies import check_run_settings, compile_network, global_rank
 from Engineering.engines.trainer_setup import build_callbacks, build_loggers, trainer_kwargs
 from Engineering.errors import ConfigError
 
@@ -72,6 +73,8 @@ class Runner:
             )
         self.hp = hp
         self.config = self.rc.config
+        check_run_settings(hp)  # strategy/accelerator/precision/optimiser/SLURM: fail before any data is read
+        self.rank = global_rank(devices_per_node=hp.ndevices or 1)
         pristine = copy.deepcopy(self.rc)  # saved before naming mutates trainID, so a replay names the same run
         self.resources = system_resources()
         _apply_resources(hp, self.resources)
@@ -80,8 +83,9 @@ class Runner:
         self.paths = run_paths(hp, self.run_name)
         for folder in (self.paths.run_dir, self.paths.checkpoints, self.paths.output):
             folder.mkdir(parents=True, exist_ok=True)
-        _attach_log_file(self.paths.log_file)
-        save_resolved(pristine, self.paths.run_dir / "resolved_config.yaml")
+        if self.rank == 0:  # DDP children and other srun tasks share the run folder: rank 0 writes it once
+            _attach_log_file(self.paths.log_file)
+            save_resolved(pristine, self.paths.run_dir / "resolved_config.yaml")
         if not hp.non_deter:
             pl.seed_everything(int(self.config.get("seed", 1701)), workers=True, verbose=False)
         if hp.matmul_precision != "highest" and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
@@ -109,7 +113,13 @@ class Runner:
             return dm
         from Engineering.data import H5DataModule
 
-        return H5DataModule.from_hparams(self.hp, self.config, merge_train_val=not self.validate)
+        dm = H5DataModule.from_hparams(self.hp, self.config, merge_train_val=not self.validate)
+        opts = dm.dataset_options
+        if opts.fetch_phenotypes or opts.fetch_confounders:
+            # phenotype/confounder heads are sized from the training table, so the engine needs these counts
+            dm.setup("fit")
+            vars(self.hp).update(dm.side_counts)
+        return dm
 
     def engine(self) -> BaseEngine:
         engine = build_engine(self.hp.taskID, _plain(self.hp), self.config)
@@ -126,14 +136,16 @@ class Runner:
         loggers = build_loggers(self.hp, self.run_name, engine)
         callbacks = build_callbacks(self.hp, self.paths.checkpoints, self.validate)
         kwargs = trainer_kwargs(self.hp, self.config, loggers, callbacks, self.validate)
+        kwargs["default_root_dir"] = str(self.paths.run_dir)  # SLURM requeue writes and resumes hpc_ckpt_*.ckpt here
         if self.hp.run_mode != 2 and self.hp.dev_run == 0:
             dm.setup("fit")
+            ranks = max(1, int(kwargs["devices"])) * max(1, int(kwargs["num_nodes"] or 1))
             kwargs["limit_train_batches"] = at_least_one_batch(
-                kwargs["limit_train_batches"], dm.train_dataloader(), "train"
+                kwargs["limit_train_batches"], dm.train_dataloader(), "train", ranks
             )
             if self.validate:
                 kwargs["limit_val_batches"] = at_least_one_batch(
-                    kwargs["limit_val_batches"], dm.val_dataloader(), "val"
+                    kwargs["limit_val_batches"], dm.val_dataloader(), "val", ranks
                 )
         trainer = pl.Trainer(**kwargs)
         if not self.hp.non_deter:
@@ -150,7 +162,7 @@ class Runner:
         if hp.auto_bs or hp.auto_lr:
             self.tune(trainer, engine, dm)
         if hp.compile_model:
-            engine.net = torch.compile(engine.net)  # compile the network, never the LightningModule
+            compile_network(engine)  # in place: the network only, checkpoint keys stay without _orig_mod.
         if hp.run_mode in (0, 1, 3, 4):
             log.info(
                 "Training %s (run_mode %d)%s", self.run_name, hp.run_mode, f", resuming from {ckpt}" if ckpt else ""
@@ -170,7 +182,9 @@ class Runner:
             metric_suffix=hp.output_suffix,
             eval_options=self.config.get("eval", {}),
         )
-        engine.provenance = self.provenance(engine, ckpt or hp.preweights_path or hp.load_hf or _best_checkpoint(trainer))
+        engine.provenance = self.provenance(
+            engine, ckpt or hp.preweights_path or hp.load_hf or _best_checkpoint(trainer)
+        )
         if hp.run_mode == 2:
             if ckpt is not None:
                 load_weights_into(engine, ckpt)
@@ -211,9 +225,12 @@ class Runner:
                 log.info("auto_lr: learning rate %g", engine.lr)
 
 
-def at_least_one_batch(limit: int | float, loader: Any, stage: str) -> int | float:
-    """A batch fraction that would select no batch at all selects one instead (Lightning would raise)."""
-    n_batches = len(loader) if loader is not None else 0
+def at_least_one_batch(limit: int | float, loader: Any, stage: str, ranks: int = 1) -> int | float:
+    """A batch fraction that would select no batch at all selects one instead (Lightning would raise).
+
+    Under DDP each of ``ranks`` processes sees its own share of the loader (Lightning's DistributedSampler).
+    """
+    n_batches = _batches_per_rank(loader, ranks) if loader is not None else 0
     if isinstance(limit, float) and n_batches and limit * n_batches < 1:
         log.warning(
             "--n_%s_batches %g of %d %s batches is less than one batch; using 1 batch per epoch",
@@ -224,6 +241,14 @@ def at_least_one_batch(limit: int | float, loader: Any, stage: str) -> int | flo
         )
         return 1
     return limit
+
+
+def _batches_per_rank(loader: Any, ranks: int) -> int:
+    if ranks <= 1 or not hasattr(loader, "dataset"):
+        return len(loader)
+    per_rank = -(-len(loader.dataset) // ranks)  # DistributedSampler pads every rank to ceil(N / ranks)
+    batch = loader.batch_size or 1
+    return per_rank // batch if loader.drop_last else -(-per_rank // batch)
 
 
 def load_weights_into(engine: BaseEngine, path: Path) -> None:

@@ -10,23 +10,12 @@ from typing import Any
 
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
+from Engineering.engines.strategies import STRATEGIES, check_run_settings, choose_strategy, cluster_plugins
 from Engineering.errors import ConfigError
 
 log = logging.getLogger("imlatent")
 
-#: documented --training_strategy names (constants.STRATEGIES of the original); any other Lightning string passes
-STRATEGIES = (
-    "default",
-    "ddp",
-    "fsdp",
-    "ddp_spawn",
-    "deepspeed",
-    "deepspeed_stage_1",
-    "deepspeed_stage_2",
-    "deepspeed_stage_2_offload",
-    "deepspeed_stage_3",
-    "deepspeed_stage_3_offload",
-)
+__all__ = ["STRATEGIES", "build_callbacks", "build_loggers", "check_strategy", "precision_of", "trainer_kwargs"]
 
 
 def precision_of(ampmode: str) -> int | str:
@@ -95,14 +84,9 @@ def build_callbacks(hp: Namespace, checkpoint_dir: Path, validate: bool) -> list
     return callbacks
 
 
-def check_strategy(hp: Namespace) -> str | None:
-    """The Lightning strategy string, or None for Lightning's default; clear errors for impossible combinations."""
-    strategy = (hp.training_strategy or "").strip()
-    if not strategy or strategy == "default":
-        return None
-    if strategy.startswith("deepspeed") and hp.accelerator == "cpu":
-        raise ConfigError(f"--training_strategy {strategy} needs GPUs; it cannot run with --accelerator cpu")
-    return strategy
+def check_strategy(hp: Namespace) -> Any:
+    """The Lightning strategy (a configured object, a registered name, or None for Lightning's default)."""
+    return check_run_settings(hp).build()
 
 
 def trainer_kwargs(
@@ -124,9 +108,12 @@ def trainer_kwargs(
         "logger": loggers if loggers else False,
         "callbacks": callbacks,
     }
-    strategy = check_strategy(hp)
-    if strategy:
+    strategy = choose_strategy(hp.training_strategy, int(getattr(hp, "taskID", 0))).build()  # checked by the Runner
+    if strategy is not None:
         kw["strategy"] = strategy
+    plugins = cluster_plugins()
+    if plugins:
+        kw["plugins"] = plugins
     if hp.profiler:
         kw["profiler"] = hp.profiler
     if not validate:

@@ -61,6 +61,37 @@ def test_gamma_json_loads_for_custom_model() -> None:
 
 def test_unsupported_losses_named() -> None:
     with pytest.raises(
-        ConfigError, match="'custom_masked' is not supported by custom_factor_vae; valid values: mse, bce, l1"
+        ConfigError,
+        match="'ssim' is not supported by custom_factor_vae; valid values: mse, bce, l1, custom, custom_masked",
     ):
+        station(loss="ssim")
+    with pytest.raises(ConfigError, match="'custom_masked' needs model.pythae.custom_loss_class"):
         station(loss="custom_masked")
+
+
+MASKED = {"custom_loss_class": "Engineering.Science.losses.masked_loss.MaskedReconLoss"}
+
+
+@pytest.mark.parametrize("dim", SHAPES)
+def test_custom_masked_loss_uses_the_mask(dim: str) -> None:
+    torch.manual_seed(0)
+    yaml_pythae = {"n_features": 4, "reconstruction_loss": "custom_masked", **MASKED,
+                   "custom_loss_params": "{'loss_fn': 'l1', 'mode': '1'}"}  # fmt: skip
+    st = PythaeStation.from_options("custom_factor_vae", SHAPES[dim], 1, dim == "3d", 8, yaml_pythae)
+    assert type(st.model.custom_recon_loss_func).__name__ == "MaskedReconLoss"
+    assert "model.custom_recon_loss_func" not in dict(st.named_parameters())  # parameter-free module
+    x = torch.rand(4, 1, *SHAPES[dim])
+    out = st(x, extras={"mask": torch.ones_like(x)})
+    opts = [torch.optim.Adam(p, lr=1e-3) for p in st.parameter_groups()]
+    st.manual_step(out, opts)
+    assert torch.isfinite(out.loss)
+    with pytest.raises(ConfigError, match="needs masks in the batch.*data_mask_mode: 2"):
+        st(x)
+
+
+def test_custom_losses_rejected_elsewhere_and_paths_checked() -> None:
+    with pytest.raises(ConfigError, match="not supported by vae"):
+        PythaeStation.from_options("vae", (16, 16), 1, False, 8, {"reconstruction_loss": "custom", **MASKED})
+    bad = {"n_features": 4, "reconstruction_loss": "custom", "custom_loss_class": "os.system"}
+    with pytest.raises(ConfigError, match="custom_loss_class 'os.system' is not an Engineering.\\* class"):
+        PythaeStation.from_options("custom_factor_vae", (16, 16), 1, False, 8, bad)

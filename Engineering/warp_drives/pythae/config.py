@@ -40,6 +40,12 @@ STATION_KEYS = (
     "wrappers",
     "models",
 )
+#: accepted alternative spellings of config fields (DEFECT-17: the YAML says lambda_phenotype_loss)
+FIELD_ALIASES = {"lambda_phenotype_loss": "lambda_pheno_loss"}
+#: side-information counts (hparams n_*) copied into configs that learn phenotypes / confounders (§2.3 step 6)
+PHENOTYPE_COUNTS = ("n_phenotypes",)
+CONFOUNDER_COUNTS = ("n_confounders", "n_confounders_bincat", "n_confounders_mulcat", "n_confounders_cont")
+CUSTOM_LOSSES = ("custom", "custom_masked")
 #: config fields the station owns; overriding them is an error.
 PROTECTED_FIELDS = (
     "input_dim",
@@ -65,6 +71,7 @@ class ResolvedConfig:
         reconstruction_loss: the value in effect, or ``None`` for models that compute their own.
         config_file: the JSON that was read, or ``None`` (class defaults).
         overrides: the YAML values that were applied, for the record.
+        custom_loss_class / custom_loss_params: the injected loss for ``custom``/``custom_masked``, else ``None``.
     """
 
     spec: ModelSpec
@@ -77,6 +84,8 @@ class ResolvedConfig:
     reconstruction_loss: str | None
     config_file: Path | None
     overrides: dict[str, Any] = field(default_factory=dict)
+    custom_loss_class: str | None = None
+    custom_loss_params: Any = None
 
     @property
     def dims(self) -> int:
@@ -133,6 +142,7 @@ def _apply_overrides(
     for key, value in overrides.items():
         if key == "reconstruction_loss":
             continue
+        key = FIELD_ALIASES.get(key, key) if FIELD_ALIASES.get(key) in fields else key
         if key not in fields or key in PROTECTED_FIELDS:
             valid = [f for f in fields if f not in PROTECTED_FIELDS]
             raise ConfigError(f"{where}: {key!r} is not a setting of this model; valid keys: {', '.join(valid)}")
@@ -175,6 +185,7 @@ def resolve_config(
     latent_dim: int | None,
     yaml_pythae: Mapping[str, Any],
     pythae_config: str = "",
+    counts: Mapping[str, int] | None = None,
 ) -> ResolvedConfig:
     """Resolve the model config of one station (§2.3 steps 1, 4, 5).
 
@@ -185,10 +196,13 @@ def resolve_config(
         latent_dim: YAML ``model.latent_dim``; ``None`` or ≤ 0 keeps the config file's value.
         yaml_pythae: the YAML ``model.pythae`` mapping.
         pythae_config: ``--pythae_config`` (relative to :data:`CONFIG_ROOT`), blank for the default.
+        counts: ``n_phenotypes``/``n_confounders*`` of the data, copied into configs that use them (§2.3 step 6).
     """
     yaml_pythae = dict(yaml_pythae or {})
     fields = config_fields(spec.config_cls)
-    unknown = sorted(k for k in yaml_pythae if k not in STATION_KEYS and k not in fields)
+    unknown = sorted(
+        k for k in yaml_pythae if k not in STATION_KEYS and k not in fields and FIELD_ALIASES.get(k) not in fields
+    )
     if unknown:
         raise ConfigError(
             f"model.pythae: unknown key(s) {', '.join(map(repr, unknown))} for {spec.display_name}; valid keys: "
@@ -213,6 +227,13 @@ def resolve_config(
     if recon is not None and "reconstruction_loss" in fields:
         values["reconstruction_loss"] = recon
 
+    _apply_counts(values, spec.config_cls, counts or {})
+    custom_class = yaml_pythae.get("custom_loss_class") if recon in CUSTOM_LOSSES else None
+    if recon in CUSTOM_LOSSES and not custom_class:
+        raise ConfigError(
+            f"reconstruction_loss={recon!r} needs model.pythae.custom_loss_class "
+            "(e.g. Engineering.Science.losses.masked_loss.MaskedReconLoss)"
+        )
     spatial = tuple(int(s) for s in input_shape)
     in_channels = _positive_int("in_channels", in_channels)
     values["input_dim"] = (in_channels, *spatial)
@@ -232,4 +253,23 @@ def resolve_config(
         reconstruction_loss=recon,
         config_file=config_file,
         overrides=applied,
+        custom_loss_class=custom_class,
+        custom_loss_params=yaml_pythae.get("custom_loss_params") if custom_class else None,
     )
+
+
+def _apply_counts(values: dict[str, Any], config_cls: type, counts: Mapping[str, int]) -> None:
+    """Fill n_phenotypes / n_confounders* from the data when the config learns them (§2.3 step 6)."""
+    fields = config_cls.__dataclass_fields__
+
+    def setting(key: str) -> Any:
+        return values.get(key, fields[key].default) if key in fields else None
+
+    if setting("learn_phenotypes"):
+        for key in PHENOTYPE_COUNTS:
+            if counts.get(key):
+                values[key] = int(counts[key])
+    if setting("anti_confounders_strategy"):
+        for key in CONFOUNDER_COUNTS:
+            if counts.get(key):
+                values[key] = int(counts[key])

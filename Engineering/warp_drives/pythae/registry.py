@@ -35,6 +35,7 @@ class ModelSpec:
         needs_grad_in_eval: the forward takes autograd gradients (hvae, rhvae, rae_gp), so validation and
             predict must run with gradients on (DEFECT-9 fix extends the original's rhvae-only ``valgrads``).
         is_custom: an in-repo model reached with the ``custom_`` prefix.
+        accepts_custom_loss: the model takes ``custom_recon_loss_func`` (``custom``/``custom_masked`` losses).
     """
 
     key: str
@@ -46,6 +47,7 @@ class ModelSpec:
     recon_losses: tuple[str, ...] | None = PYTHAE_RECON_LOSSES
     needs_grad_in_eval: bool = False
     is_custom: bool = False
+    accepts_custom_loss: bool = False
 
     @property
     def display_name(self) -> str:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -25,6 +24,7 @@ from torch import nn
 
 from Engineering.errors import ConfigError
 from Engineering.warp_drives.pythae.config import ResolvedConfig, resolve_config
+from Engineering.warp_drives.pythae.groups import OptimiserGroup
 from Engineering.warp_drives.pythae.nn import ConvDiscriminator, build_nets
 from Engineering.warp_drives.pythae.registry import (
     ADVERSARIAL,
@@ -34,27 +34,6 @@ from Engineering.warp_drives.pythae.registry import (
     ModelSpec,
     resolve_model,
 )
-
-
-@dataclass(frozen=True)
-class OptimiserGroup:
-    """One optimiser's share of the station (§2.6).
-
-    Attributes:
-        name: short name (``model``, ``autoencoder``, ``encoder``, ``decoder``, ``discriminator``).
-        module_paths: dotted paths relative to the station (``model.encoder`` …), as in the original's
-            ``model_optims``; empty for the single-optimiser case (all parameters).
-        loss_key: the ``ModelOutput`` key this optimiser's backward uses.
-        monitor: the original's ``loss_optims`` name (``val_loss`` for one optimiser).
-        update_flag: ``ModelOutput`` key of a bool that switches this group off for a step (VAEGAN, RAE_L2).
-    """
-
-    name: str
-    module_paths: tuple[str, ...]
-    loss_key: str
-    monitor: str
-    update_flag: str | None = None
-
 
 _GROUPS: dict[str, tuple[OptimiserGroup, ...]] = {
     BASE: (OptimiserGroup("model", (), "loss", "val_loss"),),
@@ -111,6 +90,8 @@ class PythaeStation(nn.Module):
         latent_dim: int | None,
         yaml_pythae: Mapping[str, Any] | None,
         pythae_config: str = "",
+        counts: Mapping[str, int] | None = None,
+        wrapper_mode: int = 0,
     ) -> PythaeStation:
         """Resolve the config (§2.3) and build the station.
 
@@ -122,6 +103,8 @@ class PythaeStation(nn.Module):
             latent_dim: YAML ``model.latent_dim``; ``None``/≤0 keeps the config file's value.
             yaml_pythae: YAML ``model.pythae``.
             pythae_config: JSON path relative to ``Engineering/warp_drives/pythae/configs/`` (blank = CelebA default).
+            counts: ``n_phenotypes``/``n_confounders*`` of the data (models that learn phenotypes/confounders).
+            wrapper_mode: ``--pythae_wrapper_mode`` (0 none, 1 LSTM over time frames stacked in the channel axis).
         """
         shape = tuple(int(s) for s in input_shape)
         dims = 3 if is3D else 2
@@ -131,7 +114,9 @@ class PythaeStation(nn.Module):
                 f"(input_shape never includes the channel axis)"
             )
         spec = resolve_model(model_name)
-        resolved = resolve_config(spec, shape, in_channels, latent_dim, yaml_pythae or {}, pythae_config)
+        if wrapper_mode != 0:
+            raise ConfigError(f"--pythae_wrapper_mode {wrapper_mode}: the LSTM wrapper is not available yet; use 0")
+        resolved = resolve_config(spec, shape, in_channels, latent_dim, yaml_pythae or {}, pythae_config, counts)
         options = {
             "model_name": model_name,
             "input_shape": shape,
@@ -140,6 +125,8 @@ class PythaeStation(nn.Module):
             "latent_dim": latent_dim,
             "yaml_pythae": dict(yaml_pythae or {}),
             "pythae_config": pythae_config,
+            "counts": dict(counts or {}),
+            "wrapper_mode": int(wrapper_mode),
         }
         return cls(resolved, options)
 
@@ -149,6 +136,15 @@ class PythaeStation(nn.Module):
             r.nn, r.spec.head, r.dims, r.spatial_shape, r.in_channels, r.n_features, r.latent_dim
         )
         kwargs: dict[str, Any] = {"model_config": r.config, "encoder": encoder, "decoder": decoder}
+        if r.custom_loss_class is not None:
+            from Engineering.science.losses import build_custom_loss
+
+            if not r.spec.accepts_custom_loss:
+                raise ConfigError(
+                    f"reconstruction_loss={r.reconstruction_loss!r} is not supported by {r.spec.display_name} "
+                    "(only custom_factor_vae accepts custom losses)"
+                )
+            kwargs["custom_recon_loss_func"] = build_custom_loss(r.custom_loss_class, r.custom_loss_params)
         if r.spec.key == "vaegan":
             # DEFECT-5: pythae's default MLP discriminator has depth 2, below the CelebA reconstruction_layer 3.
             kwargs["discriminator"] = ConvDiscriminator(r.dims, r.spatial_shape, r.in_channels, r.n_features)
@@ -208,10 +204,22 @@ class PythaeStation(nn.Module):
         else:
             yield
 
+    @property
+    def needs_mask(self) -> bool:
+        """True when the reconstruction loss is ``custom_masked`` (the batch must carry ``inp.mask``)."""
+        return self.resolved.reconstruction_loss == "custom_masked"
+
     def forward(
-        self, batch_data: torch.Tensor, epoch: int | None = None, dataset_size: int | None = None
+        self,
+        batch_data: torch.Tensor,
+        epoch: int | None = None,
+        dataset_size: int | None = None,
+        extras: Mapping[str, torch.Tensor] | None = None,
     ) -> ModelOutput:
         """Run the pythae model on ``batch_data`` (B, C, *spatial) and return its full ``ModelOutput``.
+
+        ``extras`` are further model inputs next to ``data``: ``mask`` (``custom_masked``), ``phenotypes``
+        (B, n) and ``confounders_*`` (Ultra models, iVAEs); models ignore the keys they do not use.
 
         Always present: ``loss`` (scalar), ``recon_x``, ``z``; per model also ``recon_loss``, ``reg_loss``,
         ``autoencoder_loss``/``discriminator_loss`` (adversarial), ``encoder_loss``/``decoder_loss`` and
@@ -227,7 +235,13 @@ class PythaeStation(nn.Module):
         with self._grad_context():
             # a fresh tensor so models that flip requires_grad (rae_gp) do not touch the caller's batch
             x = batch_data.detach().clone() if self.needs_grad_in_eval else batch_data
-            return self.model({"data": x}, **kwargs)
+            inputs = {**(extras or {}), "data": x}
+            if self.needs_mask and inputs.get("mask") is None:
+                raise ConfigError(
+                    "reconstruction_loss='custom_masked' needs masks in the batch (inp.mask): "
+                    "set data.dataset.data_mask_mode: 2"
+                )
+            return self.model(inputs, **kwargs)
 
     @torch.no_grad()
     def _predict_plain(self, x: torch.Tensor) -> ModelOutput:
@@ -256,8 +270,12 @@ class PythaeStation(nn.Module):
 
     # ------------------------------------------------------------------ optimisation
     def optimiser_groups(self) -> list[OptimiserGroup]:
-        """The optimisers this model needs, in order (§2.6); one group means one optimiser over everything."""
-        return list(_GROUPS[self.trainer_mode])
+        """The optimisers this model needs, in order (§2.6); one group means one optimiser over everything.
+
+        Models with their own plan (UltraFactorVAE) provide an ``optimiser_groups()`` method.
+        """
+        own = getattr(self.model, "optimiser_groups", None)
+        return list(own()) if callable(own) else list(_GROUPS[self.trainer_mode])
 
     def group_parameters(self, group: OptimiserGroup) -> list[nn.Parameter]:
         """Parameters of ``group``: every station parameter for the single group, else its modules' parameters."""

@@ -7,7 +7,16 @@ from Engineering.warp_drives.pythae.custom_models.factor_vae import (
     CustomFactorVAE,
     CustomFactorVAEConfig,
 )
-from Engineering.warp_drives.pythae.registry import ADVERSARIAL, ModelSpec, register_custom
+from Engineering.warp_drives.pythae.custom_models.ultra import (
+    ULTRA_LOSSES,
+    UltraCEVAE,
+    UltraCEVAEConfig,
+    UltraFactorVAE,
+    UltraFactorVAEConfig,
+    UltraVAE,
+    UltraVAEConfig,
+)
+from Engineering.warp_drives.pythae.registry import ADVERSARIAL, BASE, ModelSpec, register_custom
 
 register_custom(
     ModelSpec(
@@ -18,7 +27,15 @@ register_custom(
         trainer_mode=ADVERSARIAL,
         recon_losses=CUSTOM_FACTOR_VAE_LOSSES,
         is_custom=True,
+        accepts_custom_loss=True,
     )
 )
 
-__all__ = ["CustomFactorVAE", "CustomFactorVAEConfig"]
+for _key, _description, _model, _config, _mode in (
+    ("ultra_vae", "VAE with a phenotype head (custom)", UltraVAE, UltraVAEConfig, BASE),
+    ("ultra_cevae", "Context-encoding VAE (StRegA) with a phenotype head (custom)", UltraCEVAE, UltraCEVAEConfig, BASE),
+    ("ultra_factor_vae", "FactorVAE with a phenotype head (custom)", UltraFactorVAE, UltraFactorVAEConfig, ADVERSARIAL),
+):
+    register_custom(ModelSpec(_key, _description, _model, _config, _mode, recon_losses=ULTRA_LOSSES, is_custom=True))
+
+__all__ = ["CustomFactorVAE", "CustomFactorVAEConfig", "UltraCEVAE", "UltraFactorVAE", "UltraVAE"]

@@ -4,27 +4,30 @@ Differences from pythae's class, all from the original's custom model: ``gamma``
 the reconstruction term is a per-sample sum with **no ½** for ``mse``, and ``l1`` (Σ|x̂−x|) is available.
 The forward is pythae's: ``idx_1`` (the second half of a random permutation, the larger one for odd B,
 FAITHFUL DEFECT-12) is reconstructed, ``idx_2`` feeds the permuted-latent discriminator batch.
-``custom``/``custom_masked`` losses (an injected loss module) are not implemented yet.
+``custom``/``custom_masked`` call the injected ``custom_recon_loss_func(recon_x, x[, mask])`` (a per-sample
+loss such as :class:`~Engineering.science.losses.MaskedReconLoss`); the mask comes from ``inputs["mask"]``.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from pydantic.dataclasses import dataclass
 from pythae.models import FactorVAE as PythaeFactorVAE
 from pythae.models import FactorVAEConfig as PythaeFactorVAEConfig
+from pythae.models.base.base_utils import ModelOutput
 
-CUSTOM_FACTOR_VAE_LOSSES = ("mse", "bce", "l1")
+CUSTOM_FACTOR_VAE_LOSSES = ("mse", "bce", "l1", "custom", "custom_masked")
+SUMMED_LOSSES = ("mse", "bce", "l1")
 
 
 @dataclass
 class CustomFactorVAEConfig(PythaeFactorVAEConfig):
     """Config of the custom FactorVAE: pythae's fields, ``gamma=0.5``, ``reconstruction_loss`` ∈ mse|bce|l1."""
 
-    reconstruction_loss: Literal["bce", "mse", "l1"] = "mse"
+    reconstruction_loss: Literal["bce", "mse", "l1", "custom", "custom_masked"] = "mse"
     gamma: float = 0.5
     discriminator_input_dim: tuple[int, ...] | None = None
 
@@ -38,11 +41,64 @@ def summed_reconstruction_loss(kind: str, recon_x: torch.Tensor, x: torch.Tensor
         return F.binary_cross_entropy(recon_flat, x_flat, reduction="none").sum(dim=-1)
     if kind == "l1":
         return F.l1_loss(recon_flat, x_flat, reduction="none").sum(dim=-1)
-    raise ValueError(f"reconstruction_loss={kind!r}; valid values: {', '.join(CUSTOM_FACTOR_VAE_LOSSES)}")
+    raise ValueError(f"reconstruction_loss={kind!r}; valid values: {', '.join(SUMMED_LOSSES)}")
 
 
 class CustomFactorVAE(PythaeFactorVAE):
     """FactorVAE whose loss follows §4.1; ``model_name`` stays ``FactorVAE`` (adversarial trainer mode)."""
+
+    def __init__(self, model_config: Any, encoder: Any = None, decoder: Any = None, custom_recon_loss_func: Any = None):
+        super().__init__(model_config=model_config, encoder=encoder, decoder=decoder)
+        loss = model_config.reconstruction_loss
+        if loss in ("custom", "custom_masked") and custom_recon_loss_func is None:
+            raise ValueError(f"reconstruction_loss={loss!r} needs a custom_recon_loss_func")
+        self.custom_recon_loss_func = custom_recon_loss_func
+
+    def reconstruction_loss(self, recon_x: torch.Tensor, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """Per-sample reconstruction term (B,) for the configured loss."""
+        kind = self.model_config.reconstruction_loss
+        if kind == "custom":
+            return self.custom_recon_loss_func(recon_x, x)
+        if kind == "custom_masked":
+            if mask is None:
+                raise ValueError("reconstruction_loss='custom_masked' needs inputs['mask']")
+            return self.custom_recon_loss_func(recon_x, x, mask)
+        return summed_reconstruction_loss(kind, recon_x, x)
+
+    def _encode_sample(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        out = self.encoder(x)
+        mu, log_var = out.embedding, out.log_covariance
+        z, _ = self._sample_gauss(mu, torch.exp(0.5 * log_var))
+        return mu, log_var, z
+
+    def forward(self, inputs: Any, **kwargs: Any) -> ModelOutput:
+        """pythae's FactorVAE forward (halves ``idx_1``/``idx_2``), plus the mask of ``custom_masked``."""
+        x_in = inputs["data"]
+        if x_in.shape[0] <= 1:
+            raise ArithmeticError("At least 2 samples in a batch are required for the `FactorVAE` model")
+        idx = torch.randperm(x_in.shape[0], device=x_in.device)
+        idx_1, idx_2 = idx[x_in.shape[0] // 2 :], idx[: x_in.shape[0] // 2]  # idx_1 is the larger half (DEFECT-12)
+        x = x_in[idx_1]
+        mu, log_var, z = self._encode_sample(x)
+        recon_x = self.decoder(z)["reconstruction"]
+        _, _, z_bis = self._encode_sample(x_in[idx_2])
+        z_bis_permuted = self._permute_dims(z_bis).detach()
+        mask = inputs.get("mask")
+        self._mask = mask[idx_1] if mask is not None else None
+        recon_loss, autoencoder_loss, discriminator_loss = self.loss_function(
+            recon_x, x, mu, log_var, z, z_bis_permuted
+        )
+        self._mask = None
+        return ModelOutput(
+            loss=autoencoder_loss + discriminator_loss,
+            recon_loss=recon_loss,
+            autoencoder_loss=autoencoder_loss,
+            discriminator_loss=discriminator_loss,
+            recon_x=recon_x,
+            recon_x_indices=idx_1,
+            z=z,
+            z_bis_permuted=z_bis_permuted,
+        )
 
     def loss_function(
         self,
@@ -54,7 +110,7 @@ class CustomFactorVAE(PythaeFactorVAE):
         z_bis_permuted: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Return batch means of (recon, recon + KLD + γ·TC, ½·[CE(D(z), 0) + CE(D(z_perm), 1)])."""
-        recon_loss = summed_reconstruction_loss(self.model_config.reconstruction_loss, recon_x, x)
+        recon_loss = self.reconstruction_loss(recon_x, x, getattr(self, "_mask", None))
         kld = -0.5 * torch.sum(1 + log_var - mu.pow(2) - log_var.exp(), dim=-1)
         score = self.discriminator(z)  # (B1, 2)
         tc = (score[:, 0] - score[:, 1]).mean()

@@ -1,0 +1,67 @@
+"""ReconEngine plumbing for modelID 0: hparams/YAML -> PythaeStation (pythae.md §7 init), batch -> model inputs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from Engineering.errors import ConfigError
+from Engineering.warp_drives.pythae.station import PythaeStation
+
+#: hparams copied into model configs that learn phenotypes / confounders (the original's ``additional_nitems``)
+COUNT_KEYS = ("n_phenotypes", "n_confounders", "n_confounders_bincat", "n_confounders_mulcat", "n_confounders_cont")
+#: batch keys handed to the model next to ``data`` (§1.4)
+SIDE_KEYS = ("phenotypes", "confounders_continuous", "confounders_binary", "confounders_multicat")
+#: predict outputs written as ``<tag>.h5`` (§7)
+EXTRA_PREDICTIONS = ("pheno_pred", "conf_pred")
+WRAPPER_MODES = {0: "none", 1: "LSTM"}
+
+
+def parse_input_shape(value: Any) -> tuple[int, ...]:
+    """``--input_shape`` as a tuple: accepts ``"56,128,128"`` or a sequence of ints."""
+    items = value.split(",") if isinstance(value, str) else list(value)
+    try:
+        shape = tuple(int(str(v).strip()) for v in items if str(v).strip())
+    except ValueError as err:
+        raise ConfigError(f"--input_shape {value!r} must be comma-separated integers, e.g. 56,128,128") from err
+    if not shape or any(s < 1 for s in shape):
+        raise ConfigError(f"--input_shape {value!r} must be positive integers, e.g. 56,128,128")
+    return shape
+
+
+def build_station(hp: Mapping[str, Any], config: Mapping[str, Any]) -> PythaeStation:
+    """Build the pythae station from the flat hparams and the YAML dict (§7 init, §2.3)."""
+    model_cfg = config.get("model", {}) or {}
+    latent = model_cfg.get("latent_dim")
+    wrapper = int(hp.get("pythae_wrapper_mode", 0) or 0)
+    if wrapper not in WRAPPER_MODES:
+        raise ConfigError(
+            f"--pythae_wrapper_mode {wrapper} is unknown; valid: "
+            + ", ".join(f"{k} ({v})" for k, v in WRAPPER_MODES.items())
+        )
+    counts = {k: int(hp[k]) for k in COUNT_KEYS if hp.get(k) is not None}
+    return PythaeStation.from_options(
+        str(hp.get("pythae_model", "factor_vae")),
+        parse_input_shape(hp.get("input_shape", "56,128,128")),
+        int(hp.get("in_channels", 1)),
+        bool(int(hp.get("is3D", 1))),
+        int(latent) if latent is not None else None,
+        model_cfg.get("pythae") or {},
+        str(hp.get("pythae_config", "") or ""),
+        counts=counts,
+        wrapper_mode=wrapper,
+    )
+
+
+def batch_extras(batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """Model inputs besides ``data``: ``mask`` (``inp.mask``), ``phenotypes`` and ``confounders_*`` when present."""
+    extras: dict[str, torch.Tensor] = {}
+    mask = batch["inp"].get("mask") if isinstance(batch["inp"], Mapping) else None
+    if mask is not None:
+        extras["mask"] = mask
+    for key in SIDE_KEYS:
+        if batch.get(key) is not None:
+            extras[key] = batch[key]
+    return extras
