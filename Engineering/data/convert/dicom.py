@@ -183,6 +183,8 @@ def load_visit(visit: Visit, report: ConversionReport) -> tuple[list[Frame], pd.
 
 
 def _text(value: Any) -> str:
+    if value is None:  # an empty element (e.g. a numeric VR with no value) reads as "" like GDCM, not "None"
+        return ""
     if isinstance(value, MultiValue | list | tuple):
         return "\\".join(str(v) for v in value)
     return str(value)

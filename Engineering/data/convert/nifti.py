@@ -81,7 +81,7 @@ def _header(img: nib.Nifti1Image) -> dict[str, str]:
     return {
         "affine": json.dumps(np.round(img.affine, 6).tolist()),
         "pixdim": json.dumps([float(v) for v in hdr["pixdim"][1:6]]),
-        "descrip": hdr["descrip"].item().decode("latin-1").strip("\x00 "),
+        "descrip": hdr["descrip"].item().split(b"\x00")[0].decode("latin-1").strip(),  # a C string: ends at NUL
         "qform_code": str(int(hdr["qform_code"])),
         "sform_code": str(int(hdr["sform_code"])),
     }
@@ -90,10 +90,11 @@ def _header(img: nib.Nifti1Image) -> dict[str, str]:
 def read_series(path: Path, key: str, canonical: bool) -> Series:
     """Load one NIfTI file as a :class:`Series`; ValueError/OSError on unreadable files."""
     img = nib.load(path)
-    if canonical:
-        img = nib.as_closest_canonical(img)
     slope, inter = img.dataobj.slope, img.dataobj.inter
     raw = np.asanyarray(img.dataobj) if (slope, inter) != (1.0, 0.0) else img.dataobj.get_unscaled()
+    if canonical:  # reorient the stored voxels ourselves: the reoriented image holds scaled data, no proxy
+        raw = nib.orientations.apply_orientation(raw, nib.orientations.io_orientation(img.affine))
+        img = nib.as_closest_canonical(img)
     data = np.ascontiguousarray(to_5d(np.asarray(raw)))
     if not (np.issubdtype(data.dtype, np.number) and data.dtype != np.bool_):
         raise ValueError(f"voxel dtype {data.dtype} is not numeric")

@@ -59,6 +59,13 @@ def min_max(data: np.ndarray) -> tuple[Any, Any]:
     return values.min(), values.max()
 
 
+def native_order(data: np.ndarray) -> np.ndarray:
+    """``data`` in the machine's byte order: big-endian DICOM/NIfTI voxels (and their min_val/max_val) would
+    otherwise be stored as big-endian HDF5 types, which every reader then has to convert (``torch.from_numpy``
+    rejects them)."""
+    return data if data.dtype.isnative else data.astype(data.dtype.newbyteorder("="))
+
+
 def _chunks(data: np.ndarray) -> tuple[int, ...] | bool:
     """One chunk per series when HDF5 allows it, else h5py's automatic chunking."""
     return tuple(data.shape) if data.nbytes <= _MAX_CHUNK_BYTES else True
@@ -96,27 +103,48 @@ class H5Writer:
         return group_path in self._file
 
     def write_group(self, group_path: str, attrs: Mapping[str, Any], series: list[Series]) -> None:
-        """Create ``pid/field/instance`` with its attributes and series; nothing is created for an empty list."""
+        """Create ``pid/field/instance`` with its attributes and series; nothing is created for an empty list.
+
+        A failure part-way (e.g. an attribute HDF5 cannot store) removes the group and any parent it left empty,
+        then re-raises, so a caller that skips the source never leaves a half-written group behind.
+        """
         assert self._file is not None
         if not series:
             return
         if group_path in self._file:
             raise DataError(f"group {group_path} is already in {self.path}; expected one source per instance")
         group = self._file.create_group(group_path)
-        group.attrs.update(dict(attrs))
-        for s in series:
-            ds = group.create_dataset(
-                s.key,
-                data=s.data,
-                chunks=_chunks(s.data),
-                compression="gzip" if self.compress else None,
-                compression_opts=4 if self.compress else None,
-            )
-            lo, hi = min_max(s.data)
-            ds.attrs.update(
-                seriesID=json.dumps(s.series_ids),
-                DICOMHeader=json.dumps(s.headers),
-                seriesDesc=s.description,
-                min_val=lo,
-                max_val=hi,
-            )
+        try:
+            group.attrs.update(dict(attrs))
+            for s in series:
+                self._write_series(group, s)
+        except BaseException:
+            self._remove(group_path)
+            raise
+
+    def _write_series(self, group: h5py.Group, s: Series) -> None:
+        data = native_order(s.data)
+        ds = group.create_dataset(
+            s.key,
+            data=data,
+            chunks=_chunks(data),
+            compression="gzip" if self.compress else None,
+            compression_opts=4 if self.compress else None,
+        )
+        lo, hi = min_max(data)
+        ds.attrs.update(
+            seriesID=json.dumps(s.series_ids),
+            DICOMHeader=json.dumps(s.headers),
+            seriesDesc=s.description,
+            min_val=lo,
+            max_val=hi,
+        )
+
+    def _remove(self, group_path: str) -> None:
+        """Delete ``group_path`` and the parents that are left empty."""
+        assert self._file is not None
+        del self._file[group_path]
+        parent = group_path.rsplit("/", 1)[0] if "/" in group_path else ""
+        while parent and len(self._file[parent]) == 0:
+            del self._file[parent]
+            parent = parent.rsplit("/", 1)[0] if "/" in parent else ""
