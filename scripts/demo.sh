@@ -34,4 +34,5 @@ for name, shape, dtype in keys[:5]:
     print(f"  {name}  {shape}  {dtype}")
 print("  ...")
 print(f"Reconstructions: {emb.parent / 'recon.h5'}; metrics: {emb.parent / 'metrics.csv'}")
+print(f"PNG panels (input / reconstruction / difference): {emb.parent / 'panels'}/")
 PY

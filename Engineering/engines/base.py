@@ -233,6 +233,7 @@ class BaseEngine(pl.LightningModule):
         self._results = {
             "emb": ResultHolder(),
             "recon": ResultHolder(),
+            "gt": ResultHolder(),  # ground truth of the recon subjects, for the PNG panels
             "extra": {},
             "rows": [],
             "evaluator": Evaluator(
@@ -260,6 +261,8 @@ class BaseEngine(pl.LightningModule):
         if self.test_outputs.save_recon:
             squeezed = np.stack([_squeeze_channel(r) for r in recon])  # recon.h5 drops a singleton channel axis
             res["recon"].add(keys, indices, squeezed, only_subjects=self.test_outputs.recon_subjects)
+            truth = np.stack([_squeeze_channel(g) for g in gt])
+            res["gt"].add(keys, indices, truth, only_subjects=self.test_outputs.recon_subjects)
         rows = res["evaluator"].evaluate(gt, recon, keys)
         res["rows"].extend(rows)
         from Engineering.outputs import median_ssim
@@ -277,6 +280,7 @@ class BaseEngine(pl.LightningModule):
         state = {
             "emb": res["emb"].state(),
             "recon": res["recon"].state(),
+            "gt": res["gt"].state(),
             "extra": {k: v.state() for k, v in res["extra"].items()},
             "rows": res["rows"],
         }
@@ -293,7 +297,13 @@ class BaseEngine(pl.LightningModule):
         out.mkdir(parents=True, exist_ok=True)
         write_results_h5(out / "emb.h5", emb.to_dense(), attrs=self.provenance)
         if self.test_outputs.save_recon:
-            write_results_h5(out / "recon.h5", recon.to_dense())
+            from Engineering.outputs.panels import PANEL_DIR, write_recon_panels
+
+            recon_dense = recon.to_dense()
+            write_results_h5(out / "recon.h5", recon_dense)
+            gt = ResultHolder.merged(ResultHolder.from_state(st["gt"]) for st in gathered)
+            is3d = bool(int(self.hp.get("is3D", 1)))
+            write_recon_panels(out / PANEL_DIR, recon_dense, gt.to_dense(), is3D=is3d)
         for tag in tags:
             holder = ResultHolder.merged(
                 ResultHolder.from_state(st["extra"][tag]) for st in gathered if tag in st["extra"]

@@ -72,14 +72,33 @@ def resolve_metrics2use(metrics2use: Mapping[str, Any] | None) -> dict[str, bool
     return out
 
 
-def ssim_window(shape: Sequence[int]) -> int:
-    """skimage's default 7 window, or the largest odd size that fits a smaller image (at least 3)."""
+def ssim_window(shape: Sequence[int]) -> int | None:
+    """skimage's default 7 window, or the largest odd size that fits a smaller image; None below 3 pixels."""
     smallest = min(shape)
     if smallest >= SSIM_WINDOW:
         return SSIM_WINDOW
     if smallest < 3:
-        raise DataError(f"image of shape {tuple(shape)} is too small for SSIM; expected every axis >= 3")
+        return None
     return smallest if smallest % 2 else smallest - 1
+
+
+def ssim_or_nan(gt: np.ndarray, out: np.ndarray, full: bool = False) -> Any:
+    """SSIM (data range 1) of one image or volume; axes shorter than 3 are scored slice by slice and averaged.
+
+    An image with no axis pair long enough (e.g. a 2x2 slice) scores NaN instead of failing the whole test.
+    """
+    win = ssim_window(gt.shape)
+    if win is not None:
+        return structural_similarity(gt, out, data_range=1, full=full, win_size=win)
+    if gt.ndim == 3 and min(gt.shape[1:]) >= 3:  # short depth: mean of the 2-D slice scores
+        scores = [
+            structural_similarity(g, o, data_range=1, win_size=ssim_window(g.shape))
+            for g, o in zip(gt, out, strict=True)
+        ]
+        value = float(np.mean(scores))
+    else:
+        value = float("nan")
+    return (value, np.full(gt.shape, np.nan)) if full else value
 
 
 def minmax(x: np.ndarray) -> np.ndarray:
@@ -137,7 +156,7 @@ def score_real(
     row: dict[str, Any] = {}
     ssim_map = None
     if enabled["SSIM"] or fullscale:
-        mssim, ssim_map = structural_similarity(gt, out, data_range=1, full=True, win_size=ssim_window(gt.shape))
+        mssim, ssim_map = ssim_or_nan(gt, out, full=True)
         row[f"SSIM{tag}"] = float(mssim) if enabled["SSIM"] else DISABLED
     else:
         row[f"SSIM{tag}"] = DISABLED
@@ -318,10 +337,5 @@ def median_ssim(gt: torch.Tensor | np.ndarray, out: torch.Tensor | np.ndarray) -
     if np.iscomplexobj(g) or np.iscomplexobj(o):
         g, o = np.abs(g), np.abs(o)
     g, o = g.astype(np.float64), o.astype(np.float64)
-    win = ssim_window(g.shape[2:])
-    values = [
-        structural_similarity(g[b, c], o[b, c], data_range=1, win_size=win)
-        for b in range(g.shape[0])
-        for c in range(g.shape[1])
-    ]
-    return float(np.median(values))
+    values = [ssim_or_nan(g[b, c], o[b, c]) for b in range(g.shape[0]) for c in range(g.shape[1])]
+    return float(np.nanmedian(values)) if not np.all(np.isnan(values)) else float("nan")

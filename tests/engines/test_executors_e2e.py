@@ -131,6 +131,10 @@ def test_diffae_tiny_3d_end_to_end(demo, monkeypatch, repo_root):
     with h5py.File(run_dir / "Output" / "recon.h5", "r") as f:
         values = f[next(iter(recon))][()]
     assert 0.0 <= values.min() and values.max() <= 1.0
+    panels = sorted(p.name for p in (run_dir / "Output" / "panels").iterdir())
+    assert panels == sorted(k.replace("/", "_") + ".png" for k in recon)
+    metrics = pd.read_csv(run_dir / "Output" / "metrics.csv")
+    assert len(metrics) == len(recon) * FRAMES and metrics["SSIM"].notna().all()
 
     # latents are deterministic: a second inference with another batch size gives the same emb.h5
     again = args + ["--resume", "--run_mode", "2", "--output_suffix", "again", "--batch_size", "1", "--test_emb_only"]

@@ -137,12 +137,22 @@ def test_bad_settings(kwargs: dict, message: str) -> None:
         ((1, 8, 8), (1, 8, 8), KEYS[:1], r"shape \(1, 8, 8\); expected \(B, C, H, W\) or \(B, C, D, H, W\)"),
         ((1, 1, 8, 8), (1, 1, 8, 8), KEYS, r"got 2 keys for a batch of 1"),
         ((1, 1, 8, 8), (1, 1, 8, 8), ["1000001/2_0/x"], r"metrics key '1000001/2_0/x'; expected '<subID>/"),
-        ((1, 1, 8, 2), (1, 1, 8, 2), KEYS[:1], r"image of shape \(8, 2\) is too small for SSIM"),
     ],
 )
 def test_bad_batches(gt_shape: tuple, out_shape: tuple, keys: list, message: str) -> None:
     with pytest.raises(DataError, match=message):
         Evaluator(SHIPPED).evaluate(np.ones(gt_shape), np.ones(out_shape), keys)
+
+
+def test_images_too_small_for_ssim_score_nan_instead_of_failing() -> None:
+    rows = Evaluator(SHIPPED).evaluate(np.full((1, 1, 8, 2), 0.5), np.full((1, 1, 8, 2), 0.4), KEYS[:1])
+    assert len(rows) == 1 and np.isnan(rows[0]["SSIM"]) and rows[0]["PSNR"] > 0
+
+
+def test_volumes_with_short_depth_use_the_mean_of_slice_ssims() -> None:
+    gt, out = _pair((1, 1, 2, 16, 16))
+    value = median_ssim(gt, out)
+    assert np.isfinite(value) and 0 < value <= 1
 
 
 def test_write_metrics_one_batch_is_enough_and_ids_stay_strings(tmp_path: Path) -> None:
