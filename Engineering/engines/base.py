@@ -295,7 +295,11 @@ class BaseEngine(pl.LightningModule):
             rows.sort(key=_row_identity)
         out = self.test_outputs.output_dir
         out.mkdir(parents=True, exist_ok=True)
-        write_results_h5(out / "emb.h5", emb.to_dense(), attrs=self.provenance)
+        emb_dense = emb.to_dense()
+        attrs = dict(self.provenance) if self.provenance else None
+        if attrs is not None and emb_dense:
+            attrs["imlatent_latent_dim"] = int(next(iter(emb_dense.values())).shape[-1])  # the length really written
+        write_results_h5(out / "emb.h5", emb_dense, attrs=attrs)
         if self.test_outputs.save_recon:
             from Engineering.outputs.panels import PANEL_DIR, write_recon_panels
 

@@ -81,6 +81,7 @@ class Runner:
         hp.trainID, self.run_name = make_run_name(hp)
         hp.run_name = self.run_name
         self.paths = run_paths(hp, self.run_name)
+        self.ckpt = self.checkpoint_path()  # before any folder is created: a bad --resume leaves nothing behind
         for folder in (self.paths.run_dir, self.paths.checkpoints, self.paths.output):
             folder.mkdir(parents=True, exist_ok=True)
         if self.rank == 0:  # DDP children and other srun tasks share the run folder: rank 0 writes it once
@@ -158,7 +159,7 @@ class Runner:
         dm = self.datamodule()
         engine = self.engine()
         trainer = self.trainer(engine, dm)
-        ckpt = self.checkpoint_path()
+        ckpt = self.ckpt
         if hp.auto_bs or hp.auto_lr:
             self.tune(trainer, engine, dm)
         if hp.compile_model:

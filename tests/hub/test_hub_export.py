@@ -206,5 +206,3 @@ def test_cli_missing_resolved_config_is_one_line(run_dir, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("imlatent: error: resolved config") and "resolved_config.yaml cannot be read" in err
     assert "\n" not in err
-
-
