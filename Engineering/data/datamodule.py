@@ -232,7 +232,21 @@ class H5DataModule(L.LightningDataModule):
         return [] if self.merge_train_val else self._loader(self.val_ds, "val", False)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_ds, "test", False)
+        """The test loader; under DDP each rank reads a disjoint, unpadded share (every sample inferred once)."""
+        from Engineering.engines.strategies import unrepeated_test_sampler
+
+        loader = self._loader(self.test_ds, "test", False)
+        sampler = unrepeated_test_sampler(loader.dataset)
+        if sampler is None:
+            return loader
+        return DataLoader(
+            loader.dataset,
+            batch_size=loader.batch_size,
+            sampler=sampler,
+            num_workers=loader.num_workers,
+            prefetch_factor=loader.prefetch_factor,
+            pin_memory=loader.pin_memory,
+        )
 
     def predict_dataloader(self) -> DataLoader:
         return self._loader(self.predict_ds, "predict", False)
