@@ -198,6 +198,15 @@ class H5DataModule(L.LightningDataModule):
             self.predict_ds = H5SeriesDataset(self.h5_path, None, self.dataset_options, self.eval_transform, "predict")
 
     @property
+    def batch_size(self) -> int:
+        """Batch size of every loader; settable, so Lightning's batch-size finder (--auto_bs) can scale it."""
+        return self.loader.batch_size
+
+    @batch_size.setter
+    def batch_size(self, value: int) -> None:
+        self.loader = replace(self.loader, batch_size=int(value))
+
+    @property
     def side_counts(self) -> dict[str, int]:
         """``n_phenotypes``/``n_confounders*`` of the training set (for the engine to record on hparams)."""
         return dict(self.train_ds.side.counts) if self.train_ds is not None else {}

@@ -221,9 +221,24 @@ class Runner:
         if self.hp.auto_lr:
             finder = tuner.lr_find(engine, datamodule=dm)
             if finder is not None:
-                finder.plot(suggest=True).savefig(self.paths.run_dir / "auto_lr_graph.png")
+                _save_lr_finder(finder, self.paths.run_dir)
                 self.hp.lr = engine.lr = finder.suggestion() or engine.lr
                 log.info("auto_lr: learning rate %g", engine.lr)
+
+
+def _save_lr_finder(finder: Any, run_dir: Path) -> None:
+    """The LR-finder curve as auto_lr.csv, and as auto_lr_graph.png when matplotlib is installed."""
+    import pandas as pd
+
+    pd.DataFrame({"lr": finder.results["lr"], "loss": finder.results["loss"]}).to_csv(
+        run_dir / "auto_lr.csv", index=False
+    )
+    try:
+        figure = finder.plot(suggest=True)
+    except Exception as err:  # noqa: BLE001 - Lightning raises MisconfigurationException without matplotlib
+        log.info("auto_lr: no plot (%s); the curve is in auto_lr.csv", str(err).split(".")[0])
+        return
+    figure.savefig(run_dir / "auto_lr_graph.png")
 
 
 def at_least_one_batch(limit: int | float, loader: Any, stage: str, ranks: int = 1) -> int | float:
