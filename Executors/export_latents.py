@@ -4,6 +4,7 @@ Run from the repository root:
     python Executors/export_latents.py --h5 RUN/Output_fullDSV2/emb.h5 --out latents.csv [--visit-rule]
     python Executors/export_latents.py --h5 RUN/Output_fullDSV2/emb.h5 --out processed_raw.tsv --gwas \
         --data-tags primary_LAX_4Ch_transverse_0
+    python Executors/export_latents.py --from-table latents.csv --out emb.h5      # back to an emb.h5
 The output format follows the extension: .csv, .tsv/.txt, .parquet (needs pyarrow). --gwas writes the
 whitespace (tab) separated regenie/plink phenotype file FID IID Z0… (visit rule applied, one row per subject).
 """
@@ -38,8 +39,10 @@ def add_filter_args(parser: argparse.ArgumentParser) -> None:
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="export_latents.py", description=__doc__.splitlines()[0], allow_abbrev=False)
-    parser.add_argument("--h5", required=True, help="The emb.h5 to export.")
-    parser.add_argument("--out", required=True, help="Output table (.csv, .tsv, .txt or .parquet).")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--h5", help="The emb.h5 to export.")
+    source.add_argument("--from-table", help="A long table written by this tool, to turn back into an emb.h5 (--out).")
+    parser.add_argument("--out", required=True, help="Output table (.csv, .tsv, .txt or .parquet), or emb.h5.")
     add_filter_args(parser)
     return parser.parse_args(list(argv))
 
@@ -48,6 +51,11 @@ def main(argv: Sequence[str]) -> int:
     from Engineering.outputs.latent_tables import export_latents, read_id_list, split_list
 
     args = parse_args(argv)
+    if args.from_table:
+        from Engineering.outputs.latent_tables import table_to_emb_h5
+
+        print(f"{args.out}: {table_to_emb_h5(args.from_table, args.out)} series")
+        return 0
     subjects = read_id_list(args.subjects) if args.subjects else None
     table = export_latents(args.h5, args.out, subjects, split_list(args.data_tags), args.visit_rule, args.gwas)
     print(f"{args.out}: {len(table)} rows")

@@ -21,7 +21,7 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from Engineering.errors import DataError
+from Engineering.errors import ConfigError, DataError
 from Engineering.outputs.h5writer import KEY_DEPTH, write_results_h5
 
 KEY_COLUMNS = ("subID", "fieldID", "instanceID", "data_tag")
@@ -388,6 +388,39 @@ def export_latents(
         table = gwas_table(table)
     write_table(table, out, gwas=gwas)
     return table
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """A long latent table written by :func:`write_table` (.csv, .tsv/.txt or .parquet), IDs kept as text."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"latent table {path} does not exist")
+    dtypes = {c: str for c in KEY_COLUMNS}
+    if path.suffix == ".parquet":
+        table = pd.read_parquet(path)
+        table = table.astype({c: str for c in KEY_COLUMNS if c in table.columns})
+    elif path.suffix in _SEPARATORS:
+        table = pd.read_csv(path, sep=_SEPARATORS[path.suffix], dtype=dtypes)
+    else:
+        raise ConfigError(
+            f"latent table {path}: unknown extension {path.suffix!r}; expected .csv, .tsv, .txt or .parquet"
+        )
+    missing = [c for c in KEY_COLUMNS if c not in table.columns]
+    if missing:
+        raise DataError(f"latent table {path} lacks the key columns {missing}; expected {list(KEY_COLUMNS)} and Z0…")
+    return table
+
+
+def table_to_emb_h5(table: str | Path | pd.DataFrame, output: str | Path) -> int:
+    """Write a long latent table back as an emb.h5 (one (1, 1, 1, L) float64 dataset per row); returns the row count."""
+    frame = read_table(table) if not isinstance(table, pd.DataFrame) else table
+    columns = latent_columns(frame)
+    unique_keys(frame.astype({c: str for c in KEY_COLUMNS}), "table" if isinstance(table, pd.DataFrame) else str(table))
+    values = frame[columns].to_numpy(dtype=np.float64)
+    keys = frame[list(KEY_COLUMNS)].astype(str).agg("/".join, axis=1)
+    dense = {key: vec.reshape(1, 1, 1, -1) for key, vec in zip(keys, values, strict=True)}
+    write_results_h5(Path(output), dense)
+    return len(dense)
 
 
 def merge_latents(

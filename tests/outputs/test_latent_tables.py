@@ -161,3 +161,25 @@ def test_export_executor_smoke(tmp_path, capsys):
     assert _executor("export_latents").main(args) == 0
     assert "2 rows" in capsys.readouterr().out
     assert pd.read_csv(tmp_path / "g.txt", sep="\t")["FID"].tolist() == [1000001, 1000003]
+
+
+@pytest.mark.parametrize("ext", [".csv", ".tsv", ".parquet"])
+def test_table_round_trip_gives_back_the_same_emb_h5(tmp_path, ext):
+    pytest.importorskip("pyarrow") if ext == ".parquet" else None
+    import h5py
+
+    from Engineering.outputs.latent_tables import export_latents, table_to_emb_h5
+
+    rng = np.random.default_rng(3)
+    dense = {
+        f"{1000000 + i}/20208/{v}/primary_LAX_4Ch_transverse_0": rng.normal(size=(1, 1, 1, 5))
+        for i in range(4)
+        for v in ("2_0", "3_0")
+    }
+    write_results_h5(tmp_path / "emb.h5", dense)
+    export_latents(tmp_path / "emb.h5", tmp_path / f"t{ext}")
+    assert table_to_emb_h5(tmp_path / f"t{ext}", tmp_path / "back.h5") == len(dense)
+    with h5py.File(tmp_path / "back.h5", "r") as f:
+        for key, value in dense.items():
+            np.testing.assert_array_equal(f[key][()], value)
+            assert f[key].dtype == np.float64
