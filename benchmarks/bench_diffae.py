@@ -229,6 +229,48 @@ def time_infer(args: argparse.Namespace, engine: DiffAEEngine, batches: list[tor
     return args.infer_batches * args.batch_size / (time.perf_counter() - t0)
 
 
+def time_test_stage(args: argparse.Namespace, engine: DiffAEEngine, batches: list[torch.Tensor]) -> float:
+    """Samples/s of the whole --test_emb_only test stage: Lightning Trainer.test over an in-memory loader, result
+    accumulation and the atomic emb.h5 write (what a run does), for comparison with the encoder alone."""
+    import tempfile
+
+    from torch.utils.data import DataLoader
+
+    from Engineering.engines.base import TestOutputs
+
+    items = [
+        {"inp": {"data": x[b]}, "key": f"{1000000 + i * len(x) + b}/20208/2_0/primary_0", "indices": (0, 0, 0)}
+        for i, x in enumerate(batches[1 : 1 + args.infer_batches])
+        for b in range(len(x))
+    ]
+    engine.hp["test_emb_only"] = True
+    with tempfile.TemporaryDirectory() as tmp:
+        engine.test_outputs = TestOutputs(output_dir=Path(tmp), save_recon=False, eval_options={"n_calc_processes": 0})
+        trainer = pl.Trainer(
+            accelerator="gpu" if args.device == "cuda" else "cpu", devices=1, logger=False, enable_progress_bar=False,
+            enable_model_summary=False, precision=args.precision,
+        )  # fmt: skip
+        loader = DataLoader(items, batch_size=args.batch_size)
+        trainer.test(engine, dataloaders=loader, verbose=False)  # warm-up (first batch compiles kernels)
+        t0 = time.perf_counter()
+        trainer.test(engine, dataloaders=loader, verbose=False)
+        sync(args.device)
+        return len(items) / (time.perf_counter() - t0)
+
+
+def time_encoder_only(args: argparse.Namespace, engine: DiffAEEngine, batches: list[torch.Tensor]) -> float:
+    """Samples/s of the EMA semantic encoder's forward pass alone on pre-made device tensors."""
+    encoder = engine.ema_net.encoder
+    with torch.inference_mode():
+        encoder(batches[0].to(args.device))
+        sync(args.device)
+        t0 = time.perf_counter()
+        for x in batches[1 : 1 + args.infer_batches]:
+            encoder(x.to(args.device))
+        sync(args.device)
+    return args.infer_batches * args.batch_size / (time.perf_counter() - t0)
+
+
 # ---------------------------------------------------------------------------------------------- main
 def emit(record: dict[str, Any]) -> None:
     print(json.dumps(record), flush=True)
@@ -285,6 +327,13 @@ def main(argv: list[str] | None = None) -> int:
             "bench": "infer", "what": name, **setting, **extra, f"{name}_per_s": round(rate, 3),
             "peak_mem_MB": round(peak, 1), "mem_kind": kind,
         })  # fmt: skip
+    pipeline = time_test_stage(args, engine, infer_batches)
+    encoder_only = time_encoder_only(args, engine.to(args.device).eval(), infer_batches)
+    emit({
+        "bench": "latent_extraction", **setting, "test_stage_latents_per_s": round(pipeline, 3),
+        "encoder_only_latents_per_s": round(encoder_only, 3), "overhead": round(encoder_only / pipeline - 1, 3),
+        "target_overhead": 0.15,
+    })  # fmt: skip
     return 0
 
 

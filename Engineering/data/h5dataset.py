@@ -91,6 +91,7 @@ class H5SeriesDataset(Dataset):
         self._file: h5py.File | None = None
         self._mask_file: h5py.File | None = None
         self._pid: int | None = None
+        self._series: dict[str, tuple[h5py.Dataset, tuple[float, float] | None]] = {}
 
     def _load_side_tables(self) -> SideTables:
         o = self.options
@@ -134,7 +135,7 @@ class H5SeriesDataset(Dataset):
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        state.update(_file=None, _mask_file=None, _pid=None)
+        state.update(_file=None, _mask_file=None, _pid=None, _series={})
         return state
 
     def _handles(self) -> tuple[h5py.File, h5py.File | None]:
@@ -144,6 +145,7 @@ class H5SeriesDataset(Dataset):
             self._file = open_h5(self.h5_path)
             self._mask_file = open_h5(self.h5_path.parent / MASK_FILE) if self.mask_source == "sidecar" else None
             self._pid = pid
+            self._series = {}
         return self._file, self._mask_file
 
     def close(self) -> None:
@@ -152,6 +154,17 @@ class H5SeriesDataset(Dataset):
             if handle is not None and self._pid == os.getpid():
                 handle.close()
         self._file = self._mask_file = self._pid = None
+        self._series = {}
+
+    def _series_of(self, f: h5py.File, path: str) -> tuple[h5py.Dataset, tuple[float, float] | None]:
+        """The open dataset of ``path`` and its (min_val, max_val), looked up once per process, not per item."""
+        cached = self._series.get(path)
+        if cached is None:
+            ds = f[path]
+            attrs = ds.attrs
+            wanted = self.options.fetchMinMax and "min_val" in attrs and "max_val" in attrs
+            cached = self._series[path] = (ds, (float(attrs["min_val"]), float(attrs["max_val"])) if wanted else None)
+        return cached
 
     def _selection(self, ijk: tuple[int, int, int]) -> tuple[list[slice], tuple[int, ...]]:
         """Permuted-axis slices of one entry and the axes that the entry drops."""
@@ -187,7 +200,7 @@ class H5SeriesDataset(Dataset):
         """The untransformed sample dict of entry ``index`` (numpy data, §5.6 steps 1–3)."""
         path, ijk = self.entries[index]
         f, mask_f = self._handles()
-        ds = f[path]
+        ds, minmax = self._series_of(f, path)
         sel, dropped = self._selection(ijk)
         data = _read_permuted(ds, sel, self.options.permutation)
         mask = None
@@ -201,8 +214,8 @@ class H5SeriesDataset(Dataset):
                 inp["data"] = inp["data"] * mask
             else:
                 inp["mask"] = mask
-        if self.options.fetchMinMax and "min_val" in ds.attrs and "max_val" in ds.attrs:
-            inp["volmin"], inp["volmax"] = float(ds.attrs["min_val"]), float(ds.attrs["max_val"])
+        if minmax is not None:
+            inp["volmin"], inp["volmax"] = minmax
         sample: dict[str, Any] = {"inp": inp, "key": path, "indices": ijk}
         sample.update(self.side.item(path.split("/", 1)[0]) if self.side.arrays else {})
         return sample
