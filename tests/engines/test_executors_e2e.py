@@ -13,6 +13,7 @@ import pytest
 
 from Engineering.data.demo import write_demo_dataset
 from Engineering.engines.runner import main
+from Engineering.outputs import check_emb_h5
 
 FRAMES, SIZE = 6, 32
 
@@ -135,6 +136,15 @@ def test_diffae_tiny_3d_end_to_end(demo, monkeypatch, repo_root):
     assert panels == sorted(k.replace("/", "_") + ".png" for k in recon)
     metrics = pd.read_csv(run_dir / "Output" / "metrics.csv")
     assert len(metrics) == len(recon) * FRAMES and metrics["SSIM"].notna().all()
+
+    # the best checkpoint over the whole file: emb.h5 holds exactly the series the shipped filters select
+    full = args + ["--resume", "--load_best", "--run_mode", "2", "--output_suffix", "fullDS", "--json§foldCSV", "0",
+                   "--test_emb_only"]  # fmt: skip
+    assert main("diffae", full) == 0
+    expected = write_demo_dataset(
+        demo / "again", n_patients=8, frames=FRAMES, size=SIZE, n_folds=2, seed=3
+    ).expected_keys
+    assert check_emb_h5(run_dir / "Output_fullDS" / "emb.h5", expected_keys=expected, latent_dim=8) == []
 
     # latents are deterministic: a second inference with another batch size gives the same emb.h5
     again = args + ["--resume", "--run_mode", "2", "--output_suffix", "again", "--batch_size", "1", "--test_emb_only"]
