@@ -22,6 +22,9 @@ from Engineering.errors import ConfigError
 
 log = logging.getLogger("imlatent")
 
+#: at most this many PNG panels per test run (the first series stored), to bound memory and files
+MAX_PANELS = 32
+
 #: optimiserID -> (name, factory(params, lr))
 OPTIMISERS: dict[int, str] = {
     0: "Adam",
@@ -261,8 +264,9 @@ class BaseEngine(pl.LightningModule):
         if self.test_outputs.save_recon:
             squeezed = np.stack([_squeeze_channel(r) for r in recon])  # recon.h5 drops a singleton channel axis
             res["recon"].add(keys, indices, squeezed, only_subjects=self.test_outputs.recon_subjects)
-            truth = np.stack([_squeeze_channel(g) for g in gt])
-            res["gt"].add(keys, indices, truth, only_subjects=self.test_outputs.recon_subjects)
+            if len(res["gt"].keys()) < MAX_PANELS:  # ground truth is kept only for the series that get a panel
+                truth = np.stack([_squeeze_channel(g) for g in gt])
+                res["gt"].add(keys, indices, truth, only_subjects=self.test_outputs.recon_subjects)
         rows = res["evaluator"].evaluate(gt, recon, keys)
         res["rows"].extend(rows)
         from Engineering.outputs import median_ssim
@@ -307,7 +311,9 @@ class BaseEngine(pl.LightningModule):
             write_results_h5(out / "recon.h5", recon_dense)
             gt = ResultHolder.merged(ResultHolder.from_state(st["gt"]) for st in gathered)
             is3d = bool(int(self.hp.get("is3D", 1)))
-            write_recon_panels(out / PANEL_DIR, recon_dense, gt.to_dense(), is3D=is3d)
+            gt_dense = gt.to_dense()
+            panel_recon = {key: recon_dense[key] for key in gt_dense if key in recon_dense}
+            write_recon_panels(out / PANEL_DIR, panel_recon, gt_dense, is3D=is3d)
         for tag in tags:
             holder = ResultHolder.merged(
                 ResultHolder.from_state(st["extra"][tag]) for st in gathered if tag in st["extra"]

@@ -145,7 +145,8 @@ class DiffAEEngine(BaseEngine):
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         # clip once (D3): Lightning clips when --grad_clip_algo is set; otherwise clip to the config's grad_clip
-        if not self.hp.get("grad_clip_algo") and float(self.conf.grad_clip) > 0:
+        lightning_clips_norm = self.hp.get("grad_clip_algo") == "norm" and bool(self.hp.get("grad_clip_val"))
+        if not lightning_clips_norm and float(self.conf.grad_clip) > 0:
             params = [p for group in optimizer.param_groups for p in group["params"]]
             torch.nn.utils.clip_grad_norm_(params, float(self.conf.grad_clip))
 
@@ -162,6 +163,7 @@ class DiffAEEngine(BaseEngine):
         if writer is None or every <= 0 or self.global_step % every != 0:
             return
         n = min(len(self.x_T), x_start.shape[0])
+        self.net.eval()  # no dropout while sampling; train mode is restored below
         with torch.no_grad():
             for suffix, use_ema in (("", False), ("_ema", True)):
                 cond = self.encode(x_start[:n].float(), use_ema)

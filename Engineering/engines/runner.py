@@ -74,6 +74,7 @@ class Runner:
         self.hp = hp
         self.config = self.rc.config
         check_run_settings(hp)  # strategy/accelerator/precision/optimiser/SLURM: fail before any data is read
+        _check_run_mode_options(hp)
         self.rank = global_rank(devices_per_node=hp.ndevices or 1)
         pristine = copy.deepcopy(self.rc)  # saved before naming mutates trainID, so a replay names the same run
         self.resources = system_resources()
@@ -86,7 +87,9 @@ class Runner:
             folder.mkdir(parents=True, exist_ok=True)
         if self.rank == 0:  # DDP children and other srun tasks share the run folder: rank 0 writes it once
             _attach_log_file(self.paths.log_file)
-            save_resolved(pristine, self.paths.run_dir / "resolved_config.yaml")
+            # a test-only invocation documents its own output folder; training invocations the run folder
+            target = self.paths.output if hp.run_mode == 2 else self.paths.run_dir
+            save_resolved(pristine, target / "resolved_config.yaml")
         if not hp.non_deter:
             pl.seed_everything(int(self.config.get("seed", 1701)), workers=True, verbose=False)
         if hp.matmul_precision != "highest" and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
@@ -130,7 +133,7 @@ class Runner:
             report = load_into(engine, self.hp.load_hf, expected_config=engine.architecture())
             log.info("Loaded pretrained weights %s from %s", self.hp.load_hf, report.source)
         if self.hp.preweights_path:
-            load_weights_into(engine, Path(self.hp.preweights_path))
+            load_pretrained_weights(engine, Path(self.hp.preweights_path))
         return engine
 
     def trainer(self, engine: BaseEngine, dm: Any) -> pl.Trainer:
@@ -183,9 +186,13 @@ class Runner:
             metric_suffix=hp.output_suffix,
             eval_options=self.config.get("eval", {}),
         )
-        engine.provenance = self.provenance(
-            engine, ckpt or hp.preweights_path or hp.load_hf or _best_checkpoint(trainer)
-        )
+        if hp.run_mode == 2:
+            weights: Any = ckpt or hp.preweights_path or hp.load_hf
+        elif hp.run_mode == 4 and _best_checkpoint(trainer):
+            weights = _best_checkpoint(trainer)
+        else:  # run_mode 3 (or 4 without a best checkpoint): the weights in memory at the end of fit
+            weights = f"end of training ({self.paths.checkpoints / 'last.ckpt'})"
+        engine.provenance = self.provenance(engine, weights)
         if hp.run_mode == 2:
             if ckpt is not None:
                 load_weights_into(engine, ckpt)
@@ -217,6 +224,13 @@ class Runner:
         if self.hp.auto_bs:
             tuner.scale_batch_size(engine, datamodule=dm, mode="binsearch")
             self.hp.batch_size = dm.batch_size
+            accumulate = max(1, int(self.hp.effective_batch_size) // int(dm.batch_size))  # keep the effective batch
+            engine.hp["batch_size"] = dm.batch_size
+            engine.hp["effective_batch_size"] = self.hp.effective_batch_size
+            if self.hp.auto_optim:
+                trainer.accumulate_grad_batches = accumulate
+            if hasattr(engine, "conf"):
+                engine.conf.accum_batches = accumulate
             log.info("auto_bs: batch size %d", dm.batch_size)
         if self.hp.auto_lr:
             finder = tuner.lr_find(engine, datamodule=dm)
@@ -224,6 +238,22 @@ class Runner:
                 _save_lr_finder(finder, self.paths.run_dir)
                 self.hp.lr = engine.lr = finder.suggestion() or engine.lr
                 log.info("auto_lr: learning rate %g", engine.lr)
+
+
+def _check_run_mode_options(hp: Any) -> None:
+    """Options that cannot work in the chosen run mode are errors before anything is read or written."""
+    if hp.taskID == 1:
+        hp.auto_optim = True  # DiffAE always uses Lightning's automatic optimisation (accumulation, clipping)
+    if int(hp.lr_decay_type) == 2 and hp.run_mode not in (1, 4):
+        raise ConfigError(
+            f"--lr_decay_type 2 (ReduceLROnPlateau) monitors val_loss, which run_mode {hp.run_mode} does not compute;"
+            " use run_mode 1 or 4, or --lr_decay_type 1"
+        )
+    if hp.load_model_4test and not hp.resume and hp.run_mode != 2:
+        raise ConfigError(
+            f"--load_model_4test tests another run's checkpoint: use it with --run_mode 2 (got {hp.run_mode}),"
+            " or add --resume to continue training from that run"
+        )
 
 
 def _save_lr_finder(finder: Any, run_dir: Path) -> None:
@@ -279,6 +309,22 @@ def load_weights_into(engine: BaseEngine, path: Path) -> None:
     matched = match_state_dict(engine.state_dict(), state, shape_flexible={"x_T"})
     engine.load_state_dict(matched.state, strict=True)
     log.info("Loaded weights from %s%s", path, f" (replaced {', '.join(matched.replaced)})" if matched.replaced else "")
+
+
+def load_pretrained_weights(engine: BaseEngine, path: Path) -> None:
+    """--preweights_path: a checkpoint of this pipeline (keys net.*), or a bare network state dict as the original
+    loaded it into ``engine.net``."""
+    from Engineering.hub import read_state_dict
+
+    state = read_state_dict(Path(path))
+    net_keys = set(engine.net.state_dict())
+    if set(state) == net_keys:
+        engine.net.load_state_dict(state, strict=True)
+        if hasattr(engine, "ema_net"):
+            engine.ema_net.load_state_dict(state, strict=True)
+        log.info("Loaded network weights from %s", path)
+        return
+    load_weights_into(engine, path)
 
 
 def _best_checkpoint(trainer: pl.Trainer) -> str:

@@ -10,6 +10,7 @@ from typing import Any
 
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
+from Engineering.engines.reliability import reliability_callbacks
 from Engineering.engines.strategies import STRATEGIES, check_run_settings, choose_strategy, cluster_plugins
 from Engineering.errors import ConfigError
 
@@ -69,7 +70,12 @@ def build_loggers(hp: Namespace, run_name: str, model: Any) -> list[Any]:
 def build_callbacks(hp: Namespace, checkpoint_dir: Path, validate: bool) -> list[Callback]:
     """ModelCheckpoint on val_loss with save_last (+ EarlyStopping when asked)."""
     callbacks: list[Callback] = [
-        ModelCheckpoint(dirpath=str(checkpoint_dir), monitor="val_loss" if validate else None, save_last=True)
+        ModelCheckpoint(
+            dirpath=str(checkpoint_dir),
+            monitor="val_loss" if validate else None,
+            save_last=True,
+            save_top_k=1 if validate else 0,  # without validation only last*.ckpt, as the original
+        )
     ]
     if int(hp.early_stopping_patience) >= 0:
         if not validate:
@@ -81,6 +87,7 @@ def build_callbacks(hp: Namespace, checkpoint_dir: Path, validate: bool) -> list
                 monitor="val_loss", mode="min", patience=int(hp.early_stopping_patience), check_on_train_epoch_end=False
             )
         )
+    callbacks += reliability_callbacks(checkpoint_dir)  # atomic ckpts, RNG state, NaN guard, SIGTERM/SIGUSR1 save
     return callbacks
 
 

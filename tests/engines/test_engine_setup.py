@@ -100,3 +100,33 @@ def test_lr_decay_types_build_the_configured_schedulers():
     )
     with pytest.raises(ConfigError, match="--lr_decay_type 5 is unknown"):
         build_lr_scheduler(5, cfg, opt)
+
+
+def test_options_that_cannot_work_in_the_run_mode_are_errors():
+    from Engineering.engines.runner import _check_run_mode_options
+
+    base = dict(taskID=0, lr_decay_type=0, load_model_4test="", resume=False, run_mode=4, auto_optim=False)
+    with pytest.raises(ConfigError, match="--lr_decay_type 2 .* run_mode 3 does not compute"):
+        _check_run_mode_options(Namespace(**{**base, "lr_decay_type": 2, "run_mode": 3}))
+    with pytest.raises(
+        ConfigError, match="--load_model_4test tests another run's checkpoint: use it with --run_mode 2"
+    ):
+        _check_run_mode_options(Namespace(**{**base, "load_model_4test": "/runs/other"}))
+    diffae = Namespace(**{**base, "taskID": 1})
+    _check_run_mode_options(diffae)
+    assert diffae.auto_optim is True
+
+
+def test_preweights_accept_a_bare_network_state_dict_and_a_pipeline_checkpoint(tmp_path):
+    from Engineering.engines.recon import ReconEngine
+    from Engineering.engines.runner import load_pretrained_weights
+
+    source = ReconEngine({"modelID": -1}, {})
+    with torch.no_grad():
+        source.net.scale.fill_(3.0)
+    torch.save(source.net.state_dict(), tmp_path / "net.pt")
+    torch.save({"state_dict": source.state_dict()}, tmp_path / "run.ckpt")
+    for name in ("net.pt", "run.ckpt"):
+        target = ReconEngine({"modelID": -1}, {})
+        load_pretrained_weights(target, tmp_path / name)
+        assert float(target.net.scale) == 3.0
