@@ -7,6 +7,7 @@ single-optimiser models may instead use Lightning's automatic optimisation (``--
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,6 +18,8 @@ from Engineering.engines.base import BaseEngine, InferenceResult, build_lr_sched
 from Engineering.engines.recon_build import EXTRA_PREDICTIONS, batch_extras, build_station
 from Engineering.errors import ConfigError
 from Engineering.science.losses import build_engine_loss
+
+log = logging.getLogger("imlatent")
 
 
 class IdentityAE(nn.Module):
@@ -188,9 +191,13 @@ class ReconEngine(BaseEngine):
         self.net.manual_step(out, self._optimisers(), backward=self._backward, step=step, clip=self._clipper())
         return None
 
-    def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
+    def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor | None:
         if not self.is_pythae:
             return self._identity_step(batch, "val", batch_idx)
+        if "FactorVAE" in getattr(self.net.model, "model_name", "") and batch["inp"]["data"].shape[0] < 2:
+            # FactorVAE losses permute a second half-batch: a last validation batch of one sample is skipped
+            log.debug("validation batch %d has one sample; %s needs two, skipped", batch_idx, self.net.model_name)
+            return None
         return self._pythae_step(batch, "val", batch_idx)["loss"]
 
     def infer(self, batch: Mapping[str, Any]) -> InferenceResult:

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from Engineering.errors import ConfigError
-from Engineering.warp_drives.pythae.station import PythaeStation
+from Engineering.warp_drives.pythae.station import WRAPPER_MODES, PythaeStation
 
 #: hparams copied into model configs that learn phenotypes / confounders (the original's ``additional_nitems``)
 COUNT_KEYS = ("n_phenotypes", "n_confounders", "n_confounders_bincat", "n_confounders_mulcat", "n_confounders_cont")
@@ -16,7 +16,6 @@ COUNT_KEYS = ("n_phenotypes", "n_confounders", "n_confounders_bincat", "n_confou
 SIDE_KEYS = ("phenotypes", "confounders_continuous", "confounders_binary", "confounders_multicat")
 #: predict outputs written as ``<tag>.h5`` (§7)
 EXTRA_PREDICTIONS = ("pheno_pred", "conf_pred")
-WRAPPER_MODES = {0: "none", 1: "LSTM"}
 
 
 def parse_input_shape(value: Any) -> tuple[int, ...]:

@@ -90,6 +90,8 @@ def custom_options(name: str) -> dict:
     """Extra hparams and batch keys some custom models need."""
     if "ultra" in name or "ivaes" in name:
         return {"hp": {"n_phenotypes": 3}, "batch": {"phenotypes": torch.randn(B, 3)}}
+    if "complex" in name:
+        return {"hp": {"pythae": {"nn": "cvconvnet", "reconstruction_loss": "crecon"}}, "batch": {}}
     return {"hp": {}, "batch": {}}
 
 
@@ -214,3 +216,10 @@ def test_ultra_vae_phenotypes_reach_the_model_and_pheno_pred_is_written() -> Non
     assert "val_pheno_loss" in trainer.callback_metrics
     result = engine.eval().infer(make_batch())
     assert result.extra["pheno_pred"].shape == (B, 3)
+
+
+def test_factor_vae_skips_a_one_sample_validation_batch() -> None:
+    torch.manual_seed(0)
+    engine = make_engine("factor_vae").eval()  # as in Lightning's validation loop
+    assert engine.validation_step(make_batch(n=1), 0) is None
+    assert engine.validation_step(make_batch(n=2), 0) is not None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -95,3 +97,19 @@ def test_custom_losses_rejected_elsewhere_and_paths_checked() -> None:
     bad = {"n_features": 4, "reconstruction_loss": "custom", "custom_loss_class": "os.system"}
     with pytest.raises(ConfigError, match="custom_loss_class 'os.system' is not an Engineering.\\* class"):
         PythaeStation.from_options("custom_factor_vae", (16, 16), 1, False, 8, bad)
+
+
+def test_loss_terms_by_hand() -> None:
+    """KLD, γ·TC and the discriminator CE on fixed scores: recon Σ|0.5| = 2, KLD given, TC = 1, γ = 0.5."""
+    from Engineering.warp_drives.pythae.custom_models.factor_vae import standard_normal_kl
+
+    assert torch.allclose(standard_normal_kl(torch.ones(1, 2), torch.zeros(1, 2)), torch.tensor([1.0]))
+    model = station().model
+    model.discriminator.forward = lambda z: torch.tensor([[1.0, 0.0]]).expand(z.shape[0], 2)
+    recon, x = torch.full((2, 1, 2, 2), 0.5), torch.zeros(2, 1, 2, 2)
+    kld = torch.tensor([1.0, 3.0])
+    recon_loss, ae_loss, disc_loss = model.loss_function(recon, x, kld, torch.zeros(2, 8), torch.zeros(2, 8))
+    assert torch.allclose(recon_loss, torch.tensor(2.0))
+    assert torch.allclose(ae_loss, torch.tensor(2.0 + 2.0 + 0.5 * 1.0))
+    # ½·[CE([1, 0] → class 0) + CE([1, 0] → class 1)] = ½·[log(1 + e⁻¹) + log(1 + e)]
+    assert torch.allclose(disc_loss, torch.tensor(0.5 * (math.log1p(math.exp(-1)) + math.log1p(math.e))))

@@ -66,3 +66,31 @@ def test_bad_settings_fail_clearly() -> None:
             8,
             {"n_features": 4, "models": {"ultra_vae": {"learn_phenotypes": True}}},
         )
+
+
+def _fixed_vae(recon_value: float, kld: list[float]):
+    def vae(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return torch.full_like(x, recon_value), torch.zeros(x.shape[0], 8), torch.tensor(kld)
+
+    return vae
+
+
+def test_ultra_vae_loss_terms_by_hand() -> None:
+    """loss = mean(Σ|x̂−x| + KLD) + λ·MSE(head(z), phenotypes); x = 0, x̂ = 0.5 on 16×16 → recon 128."""
+    st = station("custom_ultra_vae")
+    st.model._vae = _fixed_vae(0.5, [1.0, 3.0])
+    phenotypes = torch.randn(2, 3)
+    out = st.model({"data": torch.zeros(2, 1, 16, 16), "phenotypes": phenotypes})
+    pheno = torch.nn.functional.mse_loss(st.model.phenotype_learner(torch.zeros(2, 8)), phenotypes)
+    assert torch.allclose(out.recon_loss, torch.tensor(128.0)) and torch.allclose(out.reg_loss, torch.tensor(2.0))
+    assert torch.allclose(out.loss, 130.0 + 2.0 * pheno)
+
+
+def test_ultra_cevae_loss_terms_by_hand() -> None:
+    """per sample: vae_factor·(KLD + recon_factor·recon) + ce_factor·recon_ce, with factors 2, 3, 0.5."""
+    st = station("custom_ultra_cevae", vae_factor=2.0, recon_factor=3.0, ce_factor=0.5, learn_phenotypes=False)
+    st.model._vae = _fixed_vae(0.5, [1.0, 1.0])
+    st.model.square_noise = lambda x: x
+    out = st.model({"data": torch.zeros(2, 1, 16, 16)})
+    assert torch.allclose(out.recon_loss_ce, torch.tensor(128.0))
+    assert torch.allclose(out.loss, torch.tensor(2.0 * (1.0 + 3.0 * 128.0) + 0.5 * 128.0))

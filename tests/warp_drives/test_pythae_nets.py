@@ -93,7 +93,10 @@ def test_bad_sizes_and_dims() -> None:
 def test_resolve_nn() -> None:
     assert resolve_nn(None) == "convnet"
     assert resolve_nn("ResNet") == "resnet"
-    with pytest.raises(ConfigError, match="complex-valued nets are not implemented.*valid values: convnet, resnet"):
+    assert resolve_nn("cconvnet") == "cvconvnet"
+    with pytest.raises(
+        ConfigError, match="complex ResNets are not supported.*valid values: convnet, resnet, cvconvnet"
+    ):
         resolve_nn("cvresnet")
     with pytest.raises(ConfigError, match="'unet' is not a known network"):
         resolve_nn("unet")

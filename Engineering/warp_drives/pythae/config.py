@@ -21,7 +21,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from Engineering.errors import ConfigError
-from Engineering.warp_drives.pythae.nn import resolve_nn
+from Engineering.warp_drives.pythae.nn import COMPLEX_NN, resolve_nn
 from Engineering.warp_drives.pythae.registry import ModelSpec
 
 log = logging.getLogger("imlatent.pythae")
@@ -67,7 +67,7 @@ class ResolvedConfig:
         config: the pythae model config instance (validated), ``input_dim = (C, *spatial)``.
         spatial_shape: spatial sizes only; ``dims = len(spatial_shape)``.
         in_channels / n_features / latent_dim: C, F and L.
-        nn: ``convnet`` | ``resnet``.
+        nn: ``convnet`` | ``resnet`` | ``cvconvnet``.
         reconstruction_loss: the value in effect, or ``None`` for models that compute their own.
         config_file: the JSON that was read, or ``None`` (class defaults).
         overrides: the YAML values that were applied, for the record.
@@ -234,6 +234,12 @@ def resolve_config(
             f"reconstruction_loss={recon!r} needs model.pythae.custom_loss_class "
             "(e.g. Engineering.Science.losses.masked_loss.MaskedReconLoss)"
         )
+    nn_family = resolve_nn(yaml_pythae.get("nn"))
+    if spec.is_complex != (nn_family in COMPLEX_NN):
+        need = "nn: cvconvnet" if spec.is_complex else "nn: convnet or resnet (cvconvnet is for the complex models)"
+        raise ConfigError(
+            f"model.pythae.nn={yaml_pythae.get('nn')!r} does not fit {spec.display_name}; it needs {need}"
+        )
     spatial = tuple(int(s) for s in input_shape)
     in_channels = _positive_int("in_channels", in_channels)
     values["input_dim"] = (in_channels, *spatial)
@@ -249,7 +255,7 @@ def resolve_config(
         in_channels=in_channels,
         n_features=_positive_int("model.pythae.n_features", yaml_pythae.get("n_features", DEFAULT_N_FEATURES)),
         latent_dim=int(config.latent_dim),
-        nn=resolve_nn(yaml_pythae.get("nn")),
+        nn=nn_family,
         reconstruction_loss=recon,
         config_file=config_file,
         overrides=applied,

@@ -36,6 +36,7 @@ class ModelSpec:
             predict must run with gradients on (DEFECT-9 fix extends the original's rhvae-only ``valgrads``).
         is_custom: an in-repo model reached with the ``custom_`` prefix.
         accepts_custom_loss: the model takes ``custom_recon_loss_func`` (``custom``/``custom_masked`` losses).
+        is_complex: a complex-valued model; it needs (and only it may use) ``nn: cvconvnet``.
     """
 
     key: str
@@ -48,6 +49,7 @@ class ModelSpec:
     needs_grad_in_eval: bool = False
     is_custom: bool = False
     accepts_custom_loss: bool = False
+    is_complex: bool = False
 
     @property
     def display_name(self) -> str:

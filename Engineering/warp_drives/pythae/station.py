@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict
 from typing import Any
 
 import torch
@@ -34,6 +35,7 @@ from Engineering.warp_drives.pythae.registry import (
     ModelSpec,
     resolve_model,
 )
+from Engineering.warp_drives.pythae.wrappers import LSTM_WRAPPABLE, LSTMFactorVAE, LSTMOptions
 
 _GROUPS: dict[str, tuple[OptimiserGroup, ...]] = {
     BASE: (OptimiserGroup("model", (), "loss", "val_loss"),),
@@ -58,8 +60,16 @@ _GROUPS: dict[str, tuple[OptimiserGroup, ...]] = {
     ),
 }
 
+#: ``--pythae_wrapper_mode`` values
+WRAPPER_MODES = {0: "none", 1: "LSTM"}
+
 Backward = Callable[..., None]
 Clip = Callable[[Any], None]
+
+
+def _as_complex(x: torch.Tensor) -> torch.Tensor:
+    """``x`` as a complex tensor (complex64 for float32 input); complex input is returned unchanged."""
+    return x if torch.is_complex(x) else torch.complex(x, torch.zeros_like(x))
 
 
 def _default_backward(loss: torch.Tensor, **kwargs: Any) -> None:
@@ -78,7 +88,11 @@ class PythaeStation(nn.Module):
         self.resolved = resolved
         self.spec: ModelSpec = resolved.spec
         self.options = dict(options)
-        self.model = self._build_model(resolved)
+        self.wrapper: LSTMOptions | None = None
+        if self.options.get("wrapper_mode", 0) == 1:
+            wrappers = self.options.get("yaml_pythae", {}).get("wrappers") or {}
+            self.wrapper = LSTMOptions.from_yaml(wrappers.get("lstm") if isinstance(wrappers, Mapping) else None)
+        self.model = self._build_model(resolved, self.wrapper)
 
     @classmethod
     def from_options(
@@ -114,8 +128,16 @@ class PythaeStation(nn.Module):
                 f"(input_shape never includes the channel axis)"
             )
         spec = resolve_model(model_name)
-        if wrapper_mode != 0:
-            raise ConfigError(f"--pythae_wrapper_mode {wrapper_mode}: the LSTM wrapper is not available yet; use 0")
+        if wrapper_mode not in WRAPPER_MODES:
+            raise ConfigError(
+                f"--pythae_wrapper_mode {wrapper_mode} is unknown; valid: "
+                + ", ".join(f"{k} ({v})" for k, v in WRAPPER_MODES.items())
+            )
+        if wrapper_mode == 1 and spec.key not in LSTM_WRAPPABLE:
+            raise ConfigError(
+                f"--pythae_wrapper_mode 1 (LSTM) wraps only {', '.join(LSTM_WRAPPABLE)} / custom_factor_vae, "
+                f"not {spec.display_name}; use --pythae_wrapper_mode 0"
+            )
         resolved = resolve_config(spec, shape, in_channels, latent_dim, yaml_pythae or {}, pythae_config, counts)
         options = {
             "model_name": model_name,
@@ -131,9 +153,10 @@ class PythaeStation(nn.Module):
         return cls(resolved, options)
 
     @staticmethod
-    def _build_model(r: ResolvedConfig) -> nn.Module:
+    def _build_model(r: ResolvedConfig, wrapper: LSTMOptions | None = None) -> nn.Module:
+        enc_latent, dec_latent = wrapper.frame_latent_dims(r.latent_dim) if wrapper else (r.latent_dim, None)
         encoder, decoder = build_nets(
-            r.nn, r.spec.head, r.dims, r.spatial_shape, r.in_channels, r.n_features, r.latent_dim
+            r.nn, r.spec.head, r.dims, r.spatial_shape, r.in_channels, r.n_features, enc_latent, dec_latent
         )
         kwargs: dict[str, Any] = {"model_config": r.config, "encoder": encoder, "decoder": decoder}
         if r.custom_loss_class is not None:
@@ -142,12 +165,15 @@ class PythaeStation(nn.Module):
             if not r.spec.accepts_custom_loss:
                 raise ConfigError(
                     f"reconstruction_loss={r.reconstruction_loss!r} is not supported by {r.spec.display_name} "
-                    "(only custom_factor_vae accepts custom losses)"
+                    "(only custom_factor_vae and custom_complex_factor_vae accept custom losses)"
                 )
             kwargs["custom_recon_loss_func"] = build_custom_loss(r.custom_loss_class, r.custom_loss_params)
         if r.spec.key == "vaegan":
             # DEFECT-5: pythae's default MLP discriminator has depth 2, below the CelebA reconstruction_layer 3.
             kwargs["discriminator"] = ConvDiscriminator(r.dims, r.spatial_shape, r.in_channels, r.n_features)
+        if wrapper is not None:
+            kwargs["model_config"] = wrapper.apply_to(r.config)
+            return LSTMFactorVAE(**kwargs, options=wrapper, in_channels=r.in_channels)
         try:
             return r.spec.model_cls(**kwargs)
         except AssertionError as err:
@@ -166,8 +192,8 @@ class PythaeStation(nn.Module):
 
     @property
     def latent_dim(self) -> int:
-        """L, the embedding size written to emb.h5."""
-        return self.resolved.latent_dim
+        """The embedding width written to emb.h5: L (D·L under the bidirectional LSTM wrapper)."""
+        return self.resolved.latent_dim * (self.wrapper.directions if self.wrapper else 1)
 
     @property
     def needs_grad_in_eval(self) -> bool:
@@ -192,6 +218,7 @@ class PythaeStation(nn.Module):
             "reconstruction_loss": r.reconstruction_loss,
             "config_file": str(r.config_file) if r.config_file else None,
             "trainer_mode": self.trainer_mode,
+            "wrapper": {"lstm": asdict(self.wrapper)} if self.wrapper else None,
         }
 
     # ------------------------------------------------------------------ forward / predict
@@ -241,7 +268,18 @@ class PythaeStation(nn.Module):
                     "reconstruction_loss='custom_masked' needs masks in the batch (inp.mask): "
                     "set data.dataset.data_mask_mode: 2"
                 )
+            if self.spec.is_complex:
+                return self._complex_forward(inputs, kwargs)
             return self.model(inputs, **kwargs)
+
+    def _complex_forward(self, inputs: dict[str, Any], kwargs: dict[str, Any]) -> ModelOutput:
+        """Complex models see complex data (real input gets ``+0j``); real input gets ``|recon_x|`` back (§2.5)."""
+        x = inputs["data"]
+        real = not torch.is_complex(x)
+        out = self.model({**inputs, "data": _as_complex(x)}, **kwargs)
+        if real:
+            out["recon_x"] = out["recon_x"].abs()
+        return out
 
     @torch.no_grad()
     def _predict_plain(self, x: torch.Tensor) -> ModelOutput:
@@ -252,11 +290,16 @@ class PythaeStation(nn.Module):
 
         Returns ``embedding`` (B, L): the posterior mean μ (encoder ``embedding``; for rhvae pythae 0.1.2's own
         refined embedding, with ``raw_embedding``); ``recon_x`` (B, C, *spatial) = decode(embedding). A vqvae
-        ResNet latent map (B, L, h, w) is flattened to (B, L·h·w).
+        ResNet latent map (B, L, h, w) is flattened to (B, L·h·w). Complex models return a complex64 μ and, for
+        real input, ``|recon_x|``; the LSTM wrapper returns (B, D·L) and ``embedding_recurrent`` (B, T, D·L).
         """
         if self.needs_grad_in_eval:
             with torch.inference_mode(False), torch.enable_grad():
                 out = self.model.predict(x.detach().clone().requires_grad_(True))
+        elif self.spec.is_complex:
+            out = self._predict_plain(_as_complex(x))
+            if not torch.is_complex(x):
+                out["recon_x"] = out["recon_x"].abs()
         else:
             out = self._predict_plain(x)
         result = {k: v.detach() for k, v in out.items() if isinstance(v, torch.Tensor)}

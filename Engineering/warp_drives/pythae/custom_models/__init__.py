@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+from Engineering.warp_drives.pythae.custom_models.complex_math import CVAE_LOSSES, CVFACTOR_LOSSES, CVVAE_LOSSES
+from Engineering.warp_drives.pythae.custom_models.complex_models import (
+    CVAE,
+    CVVAE,
+    CVAEConfig,
+    CVFactorVAE,
+    CVFactorVAEConfig,
+    CVVAEConfig,
+)
 from Engineering.warp_drives.pythae.custom_models.factor_vae import (
     CUSTOM_FACTOR_VAE_LOSSES,
     CustomFactorVAE,
     CustomFactorVAEConfig,
 )
+from Engineering.warp_drives.pythae.custom_models.ivaes import iVAEs, iVAEsConfig
 from Engineering.warp_drives.pythae.custom_models.ultra import (
     ULTRA_LOSSES,
     UltraCEVAE,
@@ -38,4 +48,45 @@ for _key, _description, _model, _config, _mode in (
 ):
     register_custom(ModelSpec(_key, _description, _model, _config, _mode, recon_losses=ULTRA_LOSSES, is_custom=True))
 
-__all__ = ["CustomFactorVAE", "CustomFactorVAEConfig", "UltraCEVAE", "UltraFactorVAE", "UltraVAE"]
+register_custom(
+    ModelSpec("ivaes", "iVAE / IDVAE / CI-iVAE (custom)", iVAEs, iVAEsConfig, BASE, recon_losses=None, is_custom=True)
+)
+
+_COMPLEX = (
+    ("complex_ae", "Complex-valued AE (custom)", CVAE, CVAEConfig, BASE, CVAE_LOSSES),
+    ("complex_vae", "Complex-valued VAE (custom)", CVVAE, CVVAEConfig, BASE, CVVAE_LOSSES),
+    (
+        "complex_factor_vae",
+        "Complex-valued FactorVAE (custom)",
+        CVFactorVAE,
+        CVFactorVAEConfig,
+        ADVERSARIAL,
+        CVFACTOR_LOSSES,
+    ),
+)
+for _key, _description, _model, _config, _mode, _losses in _COMPLEX:
+    register_custom(
+        ModelSpec(
+            _key,
+            _description,
+            _model,
+            _config,
+            _mode,
+            recon_losses=_losses,
+            is_custom=True,
+            is_complex=True,
+            accepts_custom_loss="custom" in _losses,
+        )
+    )
+
+__all__ = [
+    "CVAE",
+    "CVFactorVAE",
+    "CVVAE",
+    "iVAEs",
+    "CustomFactorVAE",
+    "CustomFactorVAEConfig",
+    "UltraCEVAE",
+    "UltraFactorVAE",
+    "UltraVAE",
+]

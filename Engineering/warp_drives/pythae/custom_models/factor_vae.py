@@ -44,6 +44,11 @@ def summed_reconstruction_loss(kind: str, recon_x: torch.Tensor, x: torch.Tensor
     raise ValueError(f"reconstruction_loss={kind!r}; valid values: {', '.join(SUMMED_LOSSES)}")
 
 
+def standard_normal_kl(mu: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
+    """KL(N(μ, σ²) ‖ N(0, I)) = −½ Σ(1 + log σ² − μ² − σ²) over the last axis: (B, L) → (B,)."""
+    return -0.5 * torch.sum(1 + log_var - mu.pow(2) - log_var.exp(), dim=-1)
+
+
 class CustomFactorVAE(PythaeFactorVAE):
     """FactorVAE whose loss follows §4.1; ``model_name`` stays ``FactorVAE`` (adversarial trainer mode)."""
 
@@ -65,11 +70,16 @@ class CustomFactorVAE(PythaeFactorVAE):
             return self.custom_recon_loss_func(recon_x, x, mask)
         return summed_reconstruction_loss(kind, recon_x, x)
 
-    def _encode_sample(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _encode_sample(self, x: torch.Tensor) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
+        """Posterior statistics ``(μ, log σ²)`` (each (B, L)) and a reparameterised sample z (B, L)."""
         out = self.encoder(x)
         mu, log_var = out.embedding, out.log_covariance
         z, _ = self._sample_gauss(mu, torch.exp(0.5 * log_var))
-        return mu, log_var, z
+        return (mu, log_var), z
+
+    def kl_divergence(self, *stats: torch.Tensor) -> torch.Tensor:
+        """Per-sample KL(q(z|x) ‖ N(0, I)) (B,) from the statistics of :meth:`_encode_sample`."""
+        return standard_normal_kl(*stats)
 
     def forward(self, inputs: Any, **kwargs: Any) -> ModelOutput:
         """pythae's FactorVAE forward (halves ``idx_1``/``idx_2``), plus the mask of ``custom_masked``."""
@@ -79,14 +89,14 @@ class CustomFactorVAE(PythaeFactorVAE):
         idx = torch.randperm(x_in.shape[0], device=x_in.device)
         idx_1, idx_2 = idx[x_in.shape[0] // 2 :], idx[: x_in.shape[0] // 2]  # idx_1 is the larger half (DEFECT-12)
         x = x_in[idx_1]
-        mu, log_var, z = self._encode_sample(x)
+        stats, z = self._encode_sample(x)
         recon_x = self.decoder(z)["reconstruction"]
-        _, _, z_bis = self._encode_sample(x_in[idx_2])
+        _, z_bis = self._encode_sample(x_in[idx_2])
         z_bis_permuted = self._permute_dims(z_bis).detach()
         mask = inputs.get("mask")
         self._mask = mask[idx_1] if mask is not None else None
         recon_loss, autoencoder_loss, discriminator_loss = self.loss_function(
-            recon_x, x, mu, log_var, z, z_bis_permuted
+            recon_x, x, self.kl_divergence(*stats), z, z_bis_permuted
         )
         self._mask = None
         return ModelOutput(
@@ -104,14 +114,15 @@ class CustomFactorVAE(PythaeFactorVAE):
         self,
         recon_x: torch.Tensor,
         x: torch.Tensor,
-        mu: torch.Tensor,
-        log_var: torch.Tensor,
+        kld: torch.Tensor,
         z: torch.Tensor,
         z_bis_permuted: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Return batch means of (recon, recon + KLD + γ·TC, ½·[CE(D(z), 0) + CE(D(z_perm), 1)])."""
+        """Return batch means of (recon, recon + KLD + γ·TC, ½·[CE(D(z), 0) + CE(D(z_perm), 1)]).
+
+        ``kld`` is the per-sample KL term (B,); scores ``D(·)`` are (B, 2) real logits.
+        """
         recon_loss = self.reconstruction_loss(recon_x, x, getattr(self, "_mask", None))
-        kld = -0.5 * torch.sum(1 + log_var - mu.pow(2) - log_var.exp(), dim=-1)
         score = self.discriminator(z)  # (B1, 2)
         tc = (score[:, 0] - score[:, 1]).mean()
         autoencoder_loss = recon_loss + kld + self.gamma * tc

@@ -7,14 +7,18 @@ from collections.abc import Sequence
 from pythae.models.nn import BaseDecoder, BaseEncoder
 
 from Engineering.errors import ConfigError
+from Engineering.warp_drives.pythae.nn.cconvnets import CVConvDecoder, CVConvEncoder
 from Engineering.warp_drives.pythae.nn.convnets import ConvDecoder, ConvDiscriminator, ConvEncoder
 from Engineering.warp_drives.pythae.nn.resnets import ResNetDecoder, ResNetEncoder
 
-NN_FAMILIES = {"convnet": "convnet", "resnet": "resnet"}
-COMPLEX_NN = ("cvconvnet", "cconvnet", "cvresnet", "cresnet")
+NN_FAMILIES = {"convnet": "convnet", "resnet": "resnet", "cvconvnet": "cvconvnet", "cconvnet": "cvconvnet"}
+COMPLEX_NN = ("cvconvnet",)
+UNSUPPORTED_NN = ("cvresnet", "cresnet")
 
 __all__ = [
     "COMPLEX_NN",
+    "CVConvDecoder",
+    "CVConvEncoder",
     "NN_FAMILIES",
     "ConvDecoder",
     "ConvDiscriminator",
@@ -27,15 +31,16 @@ __all__ = [
 
 
 def resolve_nn(nn_name: str | None) -> str:
-    """Map the YAML ``model.pythae.nn`` value to a family (``convnet`` | ``resnet``).
+    """Map the YAML ``model.pythae.nn`` value to a family (``convnet`` | ``resnet`` | ``cvconvnet``).
 
-    A missing value means ``convnet`` (the original's default ``"ResNet"`` was not accepted, DEFECT-31). The
-    complex families are not implemented here and ``cvresnet`` is unsupported anyway (DEFECT-8).
+    A missing value means ``convnet`` (the original's default ``"ResNet"`` was not accepted, DEFECT-31);
+    ``cconvnet`` is an alias of ``cvconvnet``. The complex ResNets are broken in the original and rejected
+    (DEFECT-8).
     """
     name = "convnet" if nn_name in (None, "") else str(nn_name).lower()
-    if name in COMPLEX_NN:
+    if name in UNSUPPORTED_NN:
         raise ConfigError(
-            f"model.pythae.nn={nn_name!r}: complex-valued nets are not implemented in this drive; "
+            f"model.pythae.nn={nn_name!r}: the complex ResNets are not supported (broken in the original); "
             f"valid values: {', '.join(NN_FAMILIES)}"
         )
     if name not in NN_FAMILIES:
@@ -56,7 +61,7 @@ def build_nets(
     """Build the encoder/decoder pair for one pythae model.
 
     Args:
-        family: ``convnet`` or ``resnet`` (see :func:`resolve_nn`).
+        family: ``convnet``, ``resnet`` or ``cvconvnet`` (see :func:`resolve_nn`).
         head: ``ae``, ``vae``, ``svae`` or ``vqvae`` (encoder head; ``vqvae`` with ConvNet uses the AE head).
         dims: 2 or 3.
         spatial_shape: spatial sizes only, e.g. ``(16, 16)``.
@@ -64,6 +69,11 @@ def build_nets(
         decoder_latent_dim: decoder input size when it differs from ``latent_dim`` (LSTM wrapper).
     """
     dec_latent = latent_dim if decoder_latent_dim is None else decoder_latent_dim
+    if family == "cvconvnet":
+        if head != "vae":
+            raise ConfigError(f"nn='cvconvnet' has only the VAE encoder head, not {head!r} (use a complex model)")
+        encoder_cv = CVConvEncoder(dims, spatial_shape, in_channels, n_features, latent_dim)
+        return encoder_cv, CVConvDecoder(dims, spatial_shape, in_channels, n_features, dec_latent)
     if family == "resnet":
         if head == "vqvae" and dims == 3:
             raise ConfigError(

@@ -1,0 +1,7 @@
+"""Model wrappers of the pythae drive (``--pythae_wrapper_mode``, pythae.md §5)."""
+
+from __future__ import annotations
+
+from Engineering.warp_drives.pythae.wrappers.lstm import LSTM_WRAPPABLE, LSTMFactorVAE, LSTMOptions
+
+__all__ = ["LSTM_WRAPPABLE", "LSTMFactorVAE", "LSTMOptions"]
