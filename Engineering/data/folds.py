@@ -49,8 +49,11 @@ def _parse_cell(cell: object, csv_path: Path, column: str, fold_id: int) -> list
     return [str(v) for v in value]
 
 
-def read_folds(csv_path: str | os.PathLike[str], fold_id: int) -> Fold:
-    """Read row ``fold_id`` of the fold CSV at ``csv_path`` into a :class:`Fold` of exact ID lists."""
+def read_folds(csv_path: str | os.PathLike[str], fold_id: int, disjoint: bool = True) -> Fold:
+    """Read row ``fold_id`` of the fold CSV at ``csv_path`` into a :class:`Fold` of exact ID lists.
+
+    With ``disjoint`` a patient ID listed twice in the fold (within or across splits) is a DataError.
+    """
     path = Path(csv_path)
     if not path.is_file():
         raise DataError(f"fold CSV {path} does not exist; expected a file with columns train,val,test")
@@ -73,7 +76,21 @@ def read_folds(csv_path: str | os.PathLike[str], fold_id: int) -> Fold:
             f"(valid foldID 0..{n_folds - 1})"
         )
     row = table.iloc[fold_id]
-    return Fold(**{c: _parse_cell(row[c], path, c, fold_id) for c in SPLITS})
+    fold = Fold(**{c: _parse_cell(row[c], path, c, fold_id) for c in SPLITS})
+    if disjoint:
+        _check_disjoint(fold, path, fold_id)
+    return fold
+
+
+def _check_disjoint(fold: Fold, path: Path, fold_id: int) -> None:
+    """Every patient ID appears once in fold ``fold_id``: no duplicates in a split, no ID in two splits."""
+    seen: dict[str, str] = {}
+    for split in SPLITS:
+        for pid in fold.split(split):
+            if pid in seen:
+                where = f"twice in {split}" if seen[pid] == split else f"in both {seen[pid]} and {split}"
+                raise DataError(f"fold CSV {path}: patient ID {pid} appears {where} of fold {fold_id}")
+            seen[pid] = split
 
 
 def _cut(ids: list[str], fractions: Sequence[float]) -> tuple[list[str], list[str], list[str]]:

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from Engineering.data.index import Entry, build_index
+from Engineering.data.index import Entry, build_index, open_h5_file
 from Engineering.data.options import DatasetOptions
 from Engineering.data.sidecars import SideTables, load_side_tables
 from Engineering.errors import DataError
@@ -38,7 +38,7 @@ IN_FILE_MASKS = ("meta_mask_0", "meta_mask")
 
 def open_h5(path: Path) -> h5py.File:
     """Open an HDF5 file read-only the way the pipeline reads it (``libver='latest', swmr=True``)."""
-    return h5py.File(path, "r", libver="latest", swmr=True)
+    return open_h5_file(path, libver="latest", swmr=True)
 
 
 def list_patients(h5_path: Path) -> list[str]:
@@ -208,6 +208,10 @@ class H5SeriesDataset(Dataset):
             mask = self._read_mask(self._mask_dataset(f, mask_f, path), sel, data.shape, path)
         inp: dict[str, Any] = {"data": self._finish(data, dropped)}
         inp["data"] = inp["data"].astype(np.complex64 if np.iscomplexobj(data) else np.float32, copy=False)
+        if not np.isfinite(inp["data"]).all():
+            raise DataError(
+                f"series {path} of {self.h5_path} holds non-finite voxels (NaN or inf); clean or drop that series"
+            )
         if mask is not None:
             mask = self._finish(mask, dropped)
             if self.options.data_mask_mode == 1:

@@ -122,13 +122,24 @@ def _check_selection_matched(h5_path: Path, opts: DatasetOptions, matched: set[s
             )
 
 
+def open_h5_file(h5_path: Path, **kwargs: Any) -> h5py.File:
+    """``h5py.File(h5_path, "r")``; a missing, empty, truncated or non-HDF5 file is a one-line DataError."""
+    try:
+        return h5py.File(h5_path, "r", **kwargs)
+    except (OSError, ValueError) as err:
+        reason = " ".join(str(err).split()) or type(err).__name__
+        raise DataError(
+            f"data file {h5_path} cannot be opened as HDF5 ({reason}); expected a complete HDF5 file"
+        ) from None
+
+
 def scan_file(h5_path: Path, patient_ids: Sequence[str], opts: DatasetOptions) -> list[Entry]:
     """Walk the selected patients of the file in h5py order and build the sample index."""
     wanted = set(patient_ids)
     matched: set[str] = set()
     names: set[str] = set()
     entries: list[Entry] = []
-    with h5py.File(h5_path, "r") as f:
+    with open_h5_file(h5_path) as f:
         present = [pid for pid in f.keys() if pid in wanted]
         missing = len(wanted) - len(present)
         if missing:

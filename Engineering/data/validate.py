@@ -125,7 +125,7 @@ def check_folds(csv_path: Path, patients: set[str], report: ValidationReport) ->
     """Every row of the fold CSV: parsable cells, IDs present in the file, duplicates, train/val/test overlaps."""
     try:
         n_rows = len(pd.read_csv(csv_path, dtype=str, keep_default_na=False))
-        folds = [read_folds(csv_path, k) for k in range(n_rows)]
+        folds = [read_folds(csv_path, k, disjoint=False) for k in range(n_rows)]  # overlaps reported below
     except ImLatentError as err:
         report.error("folds", str(err))
         return 0
@@ -226,7 +226,7 @@ def validate(
     fold = None
     if fold_csv is not None and check_folds(fold_csv, patients, report):
         try:
-            fold = read_folds(fold_csv, fold_id)
+            fold = read_folds(fold_csv, fold_id, disjoint=False)  # check_folds reported overlaps
         except ImLatentError as err:
             report.error("folds", str(err))
     if run_json or yaml_dataset:

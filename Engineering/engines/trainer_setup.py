@@ -74,7 +74,8 @@ def build_callbacks(hp: Namespace, checkpoint_dir: Path, validate: bool) -> list
             dirpath=str(checkpoint_dir),
             monitor="val_loss" if validate else None,
             save_last=True,
-            save_top_k=1 if validate else 0,  # without validation only last*.ckpt, as the original
+            # without validation the top-1 file is simply the latest epoch; Lightning refreshes last.ckpt only when it
+            # saves that file, so keeping it is what makes a run without validation resumable after every epoch
         )
     ]
     if int(hp.early_stopping_patience) >= 0:

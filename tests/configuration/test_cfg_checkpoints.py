@@ -7,6 +7,7 @@ from argparse import Namespace
 from pathlib import Path
 
 import pytest
+import torch
 
 from Engineering.engines.checkpoints import resume_checkpoint, select_checkpoint
 from Engineering.errors import CheckpointError
@@ -16,8 +17,13 @@ def _run(tmp_path: Path, *names: str) -> Path:
     ckpts = tmp_path / "run" / "Checkpoints"
     ckpts.mkdir(parents=True)
     for name in names:
-        (ckpts / name).write_bytes(b"")
+        _write_ckpt(ckpts / name)
     return tmp_path / "run"
+
+
+def _write_ckpt(path: Path) -> None:
+    """A minimal checkpoint that passes select_checkpoint's corruption check."""
+    torch.save({"state_dict": {}}, path)
 
 
 def test_acceptance_check(tmp_path: Path) -> None:
@@ -56,7 +62,7 @@ def test_resume_checkpoint(tmp_path: Path) -> None:
     run = _run(tmp_path, "epoch=1-step=2.ckpt", "last.ckpt")
     other = tmp_path / "other"
     (other / "Checkpoints").mkdir(parents=True)
-    (other / "Checkpoints" / "last-v1.ckpt").write_bytes(b"")
+    _write_ckpt(other / "Checkpoints" / "last-v1.ckpt")
     args = Namespace(resume=False, load_best=False, load_model_4test="")
     assert resume_checkpoint(args, run) is None
     assert (

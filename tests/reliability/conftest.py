@@ -1,0 +1,48 @@
+"""Shared pieces of the reliability tests: a tiny demo data set and executor arguments."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from Engineering.data.demo import write_demo_dataset
+
+FRAMES, SIZE = 6, 32
+
+
+@pytest.fixture(scope="session")
+def rel_demo(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("rel_demo")
+    write_demo_dataset(root / "demo_data", n_patients=8, frames=FRAMES, size=SIZE, n_folds=2, seed=3)
+    return root
+
+
+def common_args(root: Path, results: Path, datadir: Path | None = None) -> list[str]:
+    """Arguments of a tiny CPU run on the demo data (recon Identity unless --modelID/--taskID say otherwise)."""
+    return [
+        "--datajson_path",
+        "Configs/demo/dataNpath_demo.json",
+        f"--json§datadir={datadir or root / 'demo_data'}",
+        f"--json§save_path={results}",
+        f"--json§tblog_path={results / 'tb'}",
+        f"--json§DS_sanity_filters§dim1={FRAMES}",
+        "--accelerator",
+        "cpu",
+        "--num_workers",
+        "0",
+        "--ampmode",
+        "32",
+        "--input_shape",
+        f"{FRAMES},{SIZE},{SIZE}",
+        "--batch_size",
+        "2",
+        "--effective_batch_size",
+        "2",
+        "--n_train_batches",
+        "1.0",
+        "--n_val_batches",
+        "1.0",
+        "--n_save_recon_subs",
+        "1",
+    ]
