@@ -191,13 +191,16 @@ class ReconEngine(BaseEngine):
         self.net.manual_step(out, self._optimisers(), backward=self._backward, step=step, clip=self._clipper())
         return None
 
-    def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor | None:
+    def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
         if not self.is_pythae:
             return self._identity_step(batch, "val", batch_idx)
         if "FactorVAE" in getattr(self.net.model, "model_name", "") and batch["inp"]["data"].shape[0] < 2:
-            # FactorVAE losses permute a second half-batch: a last validation batch of one sample is skipped
-            log.debug("validation batch %d has one sample; %s needs two, skipped", batch_idx, self.net.model_name)
-            return None
+            # FactorVAE losses permute a second half-batch: a one-sample validation batch is scored as a pair of
+            # copies, so a validation split of one sample still yields val_loss
+            log.debug(
+                "validation batch %d has one sample; %s scores it as a duplicated pair", batch_idx, self.net.model_name
+            )
+            batch = _duplicated(batch)
         return self._pythae_step(batch, "val", batch_idx)["loss"]
 
     def infer(self, batch: Mapping[str, Any]) -> InferenceResult:
@@ -207,3 +210,18 @@ class ReconEngine(BaseEngine):
         pred = self.net.predict(x)
         extra = {tag: pred[tag] for tag in EXTRA_PREDICTIONS if tag in pred}
         return InferenceResult(embedding=pred["embedding"], recon=pred["recon_x"], ground_truth=x, extra=extra)
+
+
+def _duplicated(batch: Mapping[str, Any]) -> dict[str, Any]:
+    """The batch with every tensor (and list) repeated twice along the batch axis."""
+
+    def twice(value: Any) -> Any:
+        if isinstance(value, torch.Tensor):
+            return torch.cat([value, value])
+        if isinstance(value, Mapping):
+            return {k: twice(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [twice(v) for v in value] if value and isinstance(value[0], torch.Tensor) else value * 2
+        return value
+
+    return twice(batch)
