@@ -1,4 +1,5 @@
-"""Every --pythae_model × {2-D, 3-D} × {convnet, resnet} through the ReconEngine (fast_dev_run, manual step, infer).
+"""Every --pythae_model × {2-D, 3-D} × {convnet, resnet} through the ReconEngine: one manual step (weights change),
+infer, and the real test stage writing emb.h5.
 
 Combinations the drive does not support are checked for their ConfigError instead of being skipped. The full
 matrix is marked slow; a representative subset (vae, factor_vae, vqvae, rhvae in 2-D convnet) always runs.
@@ -6,9 +7,15 @@ matrix is marked slow; a representative subset (vae, factor_vae, vqvae, rhvae in
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import h5py
+import lightning.pytorch as pl
 import pytest
 import torch
+from torch.utils.data import DataLoader
 
+from Engineering.engines.base import TestOutputs
 from Engineering.errors import ConfigError
 from Engineering.warp_drives.pythae.registry import available_models
 from tests.engines.test_recon_engine import B, L, changed_groups, custom_options, make_batch, make_engine
@@ -38,8 +45,19 @@ def _engine_options(name: str, net: str) -> tuple[dict, dict]:
     return hp, opts["batch"]
 
 
+def _test_stage_writes_emb_h5(engine, batch: dict, out: Path) -> dict[str, tuple]:
+    """Run Lightning's test loop on one batch with the engine's real output writer; return emb.h5's shapes."""
+    engine.test_outputs = TestOutputs(output_dir=out, save_recon=False, eval_options={"n_calc_processes": 0})
+    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.test(engine, dataloaders=DataLoader([batch], batch_size=None), verbose=False)
+    shapes: dict[str, tuple] = {}
+    with h5py.File(out / "emb.h5", "r") as f:
+        f.visititems(lambda k, o: shapes.__setitem__(k, o.shape) if isinstance(o, h5py.Dataset) else None)
+    return shapes
+
+
 @pytest.mark.parametrize(("name", "dim", "net"), _cases())
-def test_model_dim_net(name: str, dim: str, net: str) -> None:
+def test_model_dim_net(name: str, dim: str, net: str, tmp_path: Path) -> None:
     torch.manual_seed(0)
     hp, extra = _engine_options(name, net)
     expected = UNSUPPORTED.get((name, dim, net))
@@ -58,3 +76,5 @@ def test_model_dim_net(name: str, dim: str, net: str) -> None:
     result = engine.eval().infer(batch)
     assert result.embedding.shape == (B, L)
     assert result.recon.shape == batch["inp"]["data"].shape
+    shapes = _test_stage_writes_emb_h5(engine, batch, tmp_path)
+    assert sorted(shapes) == sorted(batch["key"]) and set(shapes.values()) == {(1, 1, 1, L)}
