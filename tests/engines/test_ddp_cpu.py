@@ -19,41 +19,16 @@ import pytest
 
 from Engineering.data.demo import write_demo_dataset
 from Engineering.engines.runner import main
+from tests.demo_args import demo_run_args
 
 FRAMES, SIZE, N_TEST = 6, 32, 3
 
 
 def _args(root: Path) -> list[str]:
-    return [
-        "--datajson_path",
-        "Configs/demo/dataNpath_demo.json",
-        f"--json§datadir={root / 'demo_data'}",
-        f"--json§save_path={root / 'res'}",
-        f"--json§tblog_path={root / 'tb'}",
-        f"--json§DS_sanity_filters§dim1={FRAMES}",
-        "--accelerator",
-        "cpu",
-        "--num_workers",
-        "0",
-        "--ampmode",
-        "32",
-        "--input_shape",
-        f"{FRAMES},{SIZE},{SIZE}",
-        "--batch_size",
-        "2",
-        "--effective_batch_size",
-        "2",
-        "--n_train_batches",
-        "0.25",
-        "--n_val_batches",
-        "1.0",
-        "--n_save_recon_subs",
-        "3",
-        "--modelID",
-        "-1",
-        "--trainID",
-        "ddp",
-    ]
+    # n_train_batches 0.25: the "at least one batch" rule is checked per rank (a DDP shard of the training split)
+    common = demo_run_args(root / "demo_data", root / "res", FRAMES, SIZE)
+    common[common.index("--n_train_batches") + 1] = "0.25"
+    return common + ["--n_save_recon_subs", "3", "--modelID", "-1", "--trainID", "ddp"]
 
 
 def _executor(repo_root: Path, args: list[str]) -> None:

@@ -14,6 +14,7 @@ import pytest
 from Engineering.data.demo import write_demo_dataset
 from Engineering.engines.runner import main
 from Engineering.outputs import check_emb_h5
+from tests.demo_args import demo_run_args
 
 FRAMES, SIZE = 6, 32
 
@@ -26,32 +27,7 @@ def demo(tmp_path_factory) -> Path:
 
 
 def _common(root: Path, results: str) -> list[str]:
-    return [
-        "--datajson_path",
-        "Configs/demo/dataNpath_demo.json",
-        f"--json§datadir={root / 'demo_data'}",
-        f"--json§save_path={root / results}",
-        f"--json§tblog_path={root / 'tb'}",
-        f"--json§DS_sanity_filters§dim1={FRAMES}",
-        "--accelerator",
-        "cpu",
-        "--num_workers",
-        "0",
-        "--ampmode",
-        "32",
-        "--input_shape",
-        f"{FRAMES},{SIZE},{SIZE}",
-        "--batch_size",
-        "2",
-        "--effective_batch_size",
-        "2",
-        "--n_train_batches",
-        "1.0",
-        "--n_val_batches",
-        "1.0",
-        "--n_save_recon_subs",
-        "1",
-    ]
+    return demo_run_args(root / "demo_data", root / results, FRAMES, SIZE) + ["--n_save_recon_subs", "1"]
 
 
 def _datasets(path: Path) -> dict[str, tuple]:

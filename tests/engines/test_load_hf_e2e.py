@@ -17,6 +17,7 @@ from Engineering.engines.base import plain_hparams
 from Engineering.engines.runner import build_engine, main
 from Engineering.errors import CheckpointError
 from Engineering.hub import export_hf_folder
+from tests.demo_args import demo_run_args
 
 FRAMES, SIZE = 6, 32
 
@@ -25,32 +26,9 @@ FRAMES, SIZE = 6, 32
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("hf")
     write_demo_dataset(root / "demo_data", n_patients=5, frames=FRAMES, size=SIZE, n_folds=2, seed=5)
-    argv = [
-        "--datajson_path",
-        "Configs/demo/dataNpath_demo.json",
-        f"--json§datadir={root / 'demo_data'}",
-        f"--json§save_path={root / 'res'}",
-        f"--json§DS_sanity_filters§dim1={FRAMES}",
-        "--json§foldCSV=0",
-        "--no-tbactive",
-        "--accelerator",
-        "cpu",
-        "--num_workers",
-        "0",
-        "--ampmode",
-        "32",
-        "--input_shape",
-        f"{FRAMES},{SIZE},{SIZE}",
-        "--batch_size",
-        "2",
-        "--model§latent_dim",
-        "8",
-        "--model§DiffAE§net_ch",
-        "8",
-        "--run_mode",
-        "2",
-        "--test_emb_only",
-    ]
+    argv = demo_run_args(root / "demo_data", root / "res", FRAMES, SIZE, tensorboard=False) + [
+        "--json§foldCSV=0", "--model§latent_dim", "8", "--model§DiffAE§net_ch", "8", "--run_mode", "2", "--test_emb_only",
+    ]  # fmt: skip
     return root, argv
 
 

@@ -10,6 +10,7 @@ import torch
 
 from Engineering.data.demo import write_demo_dataset
 from Engineering.engines.runner import Runner, main
+from tests.demo_args import demo_run_args
 
 FRAMES, SIZE = 4, 16
 
@@ -22,36 +23,7 @@ def data(tmp_path_factory) -> Path:
 
 
 def _args(root: Path, name: str, *extra: str) -> list[str]:
-    return [
-        "--datajson_path",
-        "Configs/demo/dataNpath_demo.json",
-        f"--json§datadir={root / 'demo_data'}",
-        f"--json§save_path={root / name}",
-        f"--json§tblog_path={root / 'tb'}",
-        f"--json§DS_sanity_filters§dim1={FRAMES}",
-        "--accelerator",
-        "cpu",
-        "--num_workers",
-        "0",
-        "--ampmode",
-        "32",
-        "--input_shape",
-        f"{FRAMES},{SIZE},{SIZE}",
-        "--modelID",
-        "-1",
-        "--batch_size",
-        "2",
-        "--effective_batch_size",
-        "2",
-        "--auto_optim",
-        "--n_train_batches",
-        "1.0",
-        "--n_val_batches",
-        "1.0",
-        "--eval§n_calc_processes",
-        "0",
-        *extra,
-    ]
+    return demo_run_args(root / "demo_data", root / name, FRAMES, SIZE) + ["--modelID", "-1", "--auto_optim", *extra]
 
 
 @pytest.mark.slow

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,6 @@ from torch import nn
 
 from Engineering.errors import CheckpointError, ConfigError, run_guarded
 from Engineering.hub import export_hf_folder, hf_config, load_into, model_card, push_to_hub
-from Engineering.hub.export import run_checkpoint
 
 RESOLVED = {
     "script": "diffae",

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from Engineering.data.demo import write_demo_dataset
+from tests.demo_args import demo_run_args
 
 FRAMES, SIZE = 6, 32
 
@@ -20,29 +21,4 @@ def rel_demo(tmp_path_factory) -> Path:
 
 def common_args(root: Path, results: Path, datadir: Path | None = None) -> list[str]:
     """Arguments of a tiny CPU run on the demo data (recon Identity unless --modelID/--taskID say otherwise)."""
-    return [
-        "--datajson_path",
-        "Configs/demo/dataNpath_demo.json",
-        f"--json§datadir={datadir or root / 'demo_data'}",
-        f"--json§save_path={results}",
-        f"--json§tblog_path={results / 'tb'}",
-        f"--json§DS_sanity_filters§dim1={FRAMES}",
-        "--accelerator",
-        "cpu",
-        "--num_workers",
-        "0",
-        "--ampmode",
-        "32",
-        "--input_shape",
-        f"{FRAMES},{SIZE},{SIZE}",
-        "--batch_size",
-        "2",
-        "--effective_batch_size",
-        "2",
-        "--n_train_batches",
-        "1.0",
-        "--n_val_batches",
-        "1.0",
-        "--n_save_recon_subs",
-        "1",
-    ]
+    return demo_run_args(datadir or root / "demo_data", results, FRAMES, SIZE) + ["--n_save_recon_subs", "1"]
