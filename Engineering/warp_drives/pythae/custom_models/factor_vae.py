@@ -95,8 +95,21 @@ class CustomFactorVAE(PythaeFactorVAE):
         z_bis_permuted = self._permute_dims(z_bis).detach()
         mask = inputs.get("mask")
         self._mask = mask[idx_1] if mask is not None else None
+        return self._factor_output(recon_x, x, self.kl_divergence(*stats), z, z_bis_permuted, recon_x, idx_1)
+
+    def _factor_output(
+        self,
+        scored_recon: torch.Tensor,
+        scored_x: torch.Tensor,
+        kld: torch.Tensor,
+        z: torch.Tensor,
+        z_bis_permuted: torch.Tensor,
+        recon_x: torch.Tensor,
+        idx_1: torch.Tensor,
+    ) -> ModelOutput:
+        """Losses of one FactorVAE pass (on ``scored_*``) and the output dict; clears the per-pass mask."""
         recon_loss, autoencoder_loss, discriminator_loss = self.loss_function(
-            recon_x, x, self.kl_divergence(*stats), z, z_bis_permuted
+            scored_recon, scored_x, kld, z, z_bis_permuted
         )
         self._mask = None
         return ModelOutput(

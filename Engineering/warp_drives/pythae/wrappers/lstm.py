@@ -204,19 +204,8 @@ class LSTMFactorVAE(CustomFactorVAE):
         mask = inputs.get("mask")
         self._mask = self._frames(mask[idx_1])[0] if mask is not None else None
         mu, log_var, z = (post[k].reshape(-1, post[k].shape[-1]) for k in ("mu", "log_var", "z"))  # (B₁·T, D·L)
-        recon_loss, autoencoder_loss, discriminator_loss = self.loss_function(
-            recon_frames, frames, self.kl_divergence(mu, log_var), z, z_bis_permuted
-        )
-        self._mask = None
-        return ModelOutput(
-            loss=autoencoder_loss + discriminator_loss,
-            recon_loss=recon_loss,
-            autoencoder_loss=autoencoder_loss,
-            discriminator_loss=discriminator_loss,
-            recon_x=recon_x,
-            recon_x_indices=idx_1,
-            z=z,
-            z_bis_permuted=z_bis_permuted,
+        return self._factor_output(
+            recon_frames, frames, self.kl_divergence(mu, log_var), z, z_bis_permuted, recon_x, idx_1
         )
 
     def predict(self, inputs: torch.Tensor) -> ModelOutput:
