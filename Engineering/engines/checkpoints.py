@@ -50,6 +50,11 @@ def _last_key(name: str) -> tuple[int, str]:
     return _version(name), name
 
 
+def is_deepspeed_checkpoint(path: Path) -> bool:
+    """True for the folder layout DeepSpeed writes (``latest`` tag file and/or ``checkpoint/`` shards)."""
+    return path.is_dir() and ((path / "latest").is_file() or (path / "checkpoint").is_dir())
+
+
 def checkpoint_problem(path: Path) -> str | None:
     """Why ``path`` cannot be resumed from (empty, truncated, not a checkpoint, no ``state_dict``), or None if fine.
 
@@ -59,6 +64,8 @@ def checkpoint_problem(path: Path) -> str | None:
     import torch
 
     path = Path(path)
+    if path.is_dir():  # DeepSpeed saves each checkpoint as a folder of shards
+        return None if is_deepspeed_checkpoint(path) else "a folder that is not a DeepSpeed checkpoint"
     try:
         size = path.stat().st_size
     except OSError as err:

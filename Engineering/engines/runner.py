@@ -29,10 +29,10 @@ import lightning.pytorch as pl
 import torch
 
 from Engineering.engines.base import BaseEngine, TestOutputs
-from Engineering.engines.checkpoints import select_checkpoint
+from Engineering.engines.checkpoints import is_deepspeed_checkpoint, select_checkpoint
 from Engineering.engines.strategies import check_run_settings, compile_network, global_rank
 from Engineering.engines.trainer_setup import build_callbacks, build_loggers, trainer_kwargs
-from Engineering.errors import ConfigError
+from Engineering.errors import CheckpointError, ConfigError
 
 log = logging.getLogger("imlatent")
 
@@ -305,10 +305,31 @@ def load_weights_into(engine: BaseEngine, path: Path) -> None:
     """
     from Engineering.hub import match_state_dict, read_state_dict
 
-    state = read_state_dict(Path(path))
+    if is_deepspeed_checkpoint(Path(path)):
+        state = _deepspeed_state_dict(Path(path))
+    else:
+        state = read_state_dict(Path(path))
     matched = match_state_dict(engine.state_dict(), state, shape_flexible={"x_T"})
     engine.load_state_dict(matched.state, strict=True)
     log.info("Loaded weights from %s%s", path, f" (replaced {', '.join(matched.replaced)})" if matched.replaced else "")
+
+
+def _deepspeed_state_dict(folder: Path) -> dict[str, torch.Tensor]:
+    """Consolidate a DeepSpeed (ZeRO) checkpoint folder into one fp32 state dict (Lightning's converter)."""
+    import tempfile
+
+    from lightning.pytorch.utilities.deepspeed import convert_zero_checkpoint_to_fp32_state_dict
+
+    from Engineering.hub import read_state_dict
+
+    with tempfile.TemporaryDirectory() as tmp:
+        target = Path(tmp) / "consolidated.ckpt"
+        try:
+            convert_zero_checkpoint_to_fp32_state_dict(str(folder), str(target))
+        except Exception as err:  # noqa: BLE001 - report any conversion failure as one line
+            raise CheckpointError(f"cannot consolidate the DeepSpeed checkpoint {folder}: {err}") from err
+        state = read_state_dict(target, trusted=True)  # written just now by Lightning from our own run
+    return {k.removeprefix("_forward_module."): v for k, v in state.items()}
 
 
 def load_pretrained_weights(engine: BaseEngine, path: Path) -> None:

@@ -72,3 +72,16 @@ def test_resume_checkpoint(tmp_path: Path) -> None:
     # load_model_4test implies resume and replaces this run's folder
     found = resume_checkpoint(Namespace(resume=False, load_best=False, load_model_4test=str(other)), run)
     assert found == other / "Checkpoints" / "last-v1.ckpt"
+
+
+def test_a_deepspeed_checkpoint_folder_is_a_valid_candidate(tmp_path):
+    from Engineering.engines.checkpoints import checkpoint_problem, select_checkpoint
+
+    folder = tmp_path / "Checkpoints" / "last.ckpt"
+    (folder / "checkpoint").mkdir(parents=True)
+    (folder / "latest").write_text("checkpoint")
+    assert checkpoint_problem(folder) is None
+    assert select_checkpoint(tmp_path, load_best=False) == folder
+    plain = tmp_path / "other"
+    plain.mkdir()
+    assert checkpoint_problem(plain) == "a folder that is not a DeepSpeed checkpoint"
