@@ -83,6 +83,7 @@ class Runner:
         hp.run_name = self.run_name
         self.paths = run_paths(hp, self.run_name)
         self.ckpt = self.checkpoint_path()  # before any folder is created: a bad --resume leaves nothing behind
+        self.dm = self.datamodule()  # likewise for missing or malformed data, fold CSVs and phenotype tables
         for folder in (self.paths.run_dir, self.paths.checkpoints, self.paths.output):
             folder.mkdir(parents=True, exist_ok=True)
         if self.rank == 0:  # DDP children and other srun tasks share the run folder: rank 0 writes it once
@@ -159,7 +160,7 @@ class Runner:
     # ------------------------------------------------------------------ run
     def engage(self) -> None:
         hp = self.hp
-        dm = self.datamodule()
+        dm = self.dm
         engine = self.engine()
         trainer = self.trainer(engine, dm)
         ckpt = self.ckpt
