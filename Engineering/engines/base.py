@@ -271,10 +271,19 @@ class BaseEngine(pl.LightningModule):
         res["rows"].extend(rows)
         from Engineering.outputs import median_ssim
 
-        ssim = median_ssim(gt, recon)
-        res["ssim"].append(ssim)
-        name = "test_ssim" + (f"_{self.test_outputs.metric_suffix}" if self.test_outputs.metric_suffix else "")
-        self.log(name, float(ssim), on_step=False, on_epoch=True, batch_size=len(keys), sync_dist=True)
+        res["ssim"].append(float(median_ssim(gt, recon)))
+
+    def on_test_epoch_end(self) -> None:
+        """Log ``test_ssim[_<suffix>]``: the mean over all ranks' batches of the per-batch median SSIM (§6.7).
+
+        Every rank takes part in the reduction, also one whose shard of the test set was empty, so none waits.
+        """
+        values = [v for v in self._results["ssim"] if np.isfinite(v)]
+        stats = torch.tensor([sum(values), len(values)], dtype=torch.float64, device=self.device)
+        total = self.all_gather(stats).reshape(-1, 2).sum(0)  # (world, 2) -> (2,)
+        if total[1] > 0:
+            name = "test_ssim" + (f"_{self.test_outputs.metric_suffix}" if self.test_outputs.metric_suffix else "")
+            self.log(name, float(total[0] / total[1]), rank_zero_only=True)
 
     def on_test_end(self) -> None:
         from Engineering.outputs import ResultHolder, gather_to_rank0, write_metrics, write_results_h5
