@@ -26,6 +26,7 @@ test: venv
 lint: venv
 	$(BIN)/ruff check Engineering Executors tests benchmarks
 	$(BIN)/ruff format --check Engineering Executors tests benchmarks
+	$(BIN)/mypy Engineering
 
 clean-demo:
 	rm -rf $(DEMO_DIR)

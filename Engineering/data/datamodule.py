@@ -219,9 +219,9 @@ class H5DataModule(L.LightningDataModule):
         if train and not drop_last:
             log.warning(
                 "training set (%d samples) is smaller than batch_size %d; keeping the partial batch",
-                len(dataset),
+                len(dataset),  # type: ignore[arg-type]  # torch's Dataset declares no __len__; ours all have one
                 self.loader.batch_size,
-            )  # type: ignore[arg-type]
+            )
         return DataLoader(
             dataset,
             batch_size=self.loader.batch_size,

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import lightning.pytorch as pl
 import numpy as np
@@ -104,7 +104,7 @@ def build_lr_scheduler(decay_type: int, lr_decay: Mapping[str, Any], optimiser: 
         return None
     if decay_type == 1:
         p = lr_decay.get("type1", {})
-        sched = torch.optim.lr_scheduler.StepLR(
+        sched: torch.optim.lr_scheduler.LRScheduler = torch.optim.lr_scheduler.StepLR(
             optimiser, step_size=int(p.get("decay_nepoch", 25)), gamma=float(p.get("decay_rate", 0.1))
         )
         return {"scheduler": sched, "interval": "epoch"}
@@ -172,7 +172,7 @@ class BaseEngine(pl.LightningModule):
             if val_loss is not None:
                 sched.step(float(val_loss))
         else:
-            sched.step()
+            cast(torch.optim.lr_scheduler.LRScheduler, sched).step()  # manual optimisation: one scheduler
 
     def architecture(self) -> dict[str, Any]:
         """Values that fix the network's shape, compared with a pretrained repository's config.json."""
@@ -261,6 +261,7 @@ class BaseEngine(pl.LightningModule):
             return
         recon = _to_numpy(result.recon)
         gt = _to_numpy(result.ground_truth)
+        assert self.test_outputs is not None  # checked in on_test_start
         if self.test_outputs.save_recon:
             squeezed = np.stack([_squeeze_channel(r) for r in recon])  # recon.h5 drops a singleton channel axis
             res["recon"].add(keys, indices, squeezed, only_subjects=self.test_outputs.recon_subjects)
@@ -280,8 +281,9 @@ class BaseEngine(pl.LightningModule):
         """
         values = [v for v in self._results["ssim"] if np.isfinite(v)]
         stats = torch.tensor([sum(values), len(values)], dtype=torch.float64, device=self.device)
-        total = self.all_gather(stats).reshape(-1, 2).sum(0)  # (world, 2) -> (2,)
+        total = cast(torch.Tensor, self.all_gather(stats)).reshape(-1, 2).sum(0)  # (world, 2) -> (2,)
         if total[1] > 0:
+            assert self.test_outputs is not None  # checked in on_test_start
             name = "test_ssim" + (f"_{self.test_outputs.metric_suffix}" if self.test_outputs.metric_suffix else "")
             self.log(name, float(total[0] / total[1]), rank_zero_only=True)
 
@@ -306,6 +308,7 @@ class BaseEngine(pl.LightningModule):
         rows = [row for st in gathered for row in st["rows"]]
         if len(gathered) > 1:  # ranks hold strided shares: one deterministic order whatever the number of ranks
             rows.sort(key=_row_identity)
+        assert self.test_outputs is not None  # checked in on_test_start
         out = self.test_outputs.output_dir
         out.mkdir(parents=True, exist_ok=True)
         emb_dense = emb.to_dense()

@@ -39,6 +39,8 @@ def parse_shape(text: str | tuple | list) -> tuple[int, ...]:
 class DiffAEEngine(BaseEngine):
     """LightningModule of the 2D/3D diffusion autoencoder (diffae.md §4)."""
 
+    x_T: torch.Tensor  # registered buffer (see __init__)
+
     def __init__(self, hparams: Mapping[str, Any], config: Mapping[str, Any]) -> None:
         super().__init__(hparams, config)
         hp = self.hp

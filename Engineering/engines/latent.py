@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pandas as pd
@@ -28,6 +28,9 @@ from torch import nn
 from Engineering.engines.base import BaseEngine, InferenceResult
 from Engineering.errors import ConfigError
 from Engineering.warp_drives.latent import build_latent_head, ema_copy, ema_update
+
+if TYPE_CHECKING:
+    from lightning.pytorch.core.optimizer import LightningOptimizer
 
 log = logging.getLogger("imlatent")
 
@@ -149,7 +152,7 @@ class ClassifyLatentEngine(BaseEngine):
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
         loss, _, _ = self._step(batch, "train")
         if not self.automatic_optimization:
-            opt = self.optimizers()
+            opt = cast("LightningOptimizer", self.optimizers())  # configure_optimizers returns one optimiser
             opt.zero_grad()
             self.manual_backward(loss)
             opt.step()
@@ -229,6 +232,7 @@ class ClassifyLatentEngine(BaseEngine):
 
     def write_test_outputs(self, scores: Mapping[str, float]) -> None:
         """Predictions per series and scores per target into the Output folder."""
+        assert self.test_outputs is not None  # checked in on_test_start
         out_dir = self.test_outputs.output_dir
         out_dir.mkdir(parents=True, exist_ok=True)
         data = self._stacked()

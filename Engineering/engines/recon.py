@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
@@ -18,6 +18,9 @@ from Engineering.engines.base import BaseEngine, InferenceResult, build_lr_sched
 from Engineering.engines.recon_build import EXTRA_PREDICTIONS, batch_extras, build_station
 from Engineering.errors import ConfigError
 from Engineering.science.losses import build_engine_loss
+
+if TYPE_CHECKING:
+    from Engineering.warp_drives.pythae.station import PythaeStation
 
 log = logging.getLogger("imlatent")
 
@@ -77,7 +80,7 @@ class ReconEngine(BaseEngine):
     def configure_optimizers(self) -> Any:
         if not self.is_pythae:
             return super().configure_optimizers()
-        groups = self.net.optimiser_groups()
+        groups = cast("PythaeStation", self.net).optimiser_groups()
         wanted = int(self.hp.get("n_optimisers", -1))
         if wanted > 0 and wanted != len(groups):
             raise ConfigError(
@@ -87,7 +90,9 @@ class ReconEngine(BaseEngine):
         decay = self.config.get("training", {}).get("LRDecay", {})
         configs = []
         for group in groups:
-            optimiser = build_optimiser(self.hp.get("optimiserID", 0), self.net.group_parameters(group), self.lr)
+            optimiser = build_optimiser(
+                self.hp.get("optimiserID", 0), cast("PythaeStation", self.net).group_parameters(group), self.lr
+            )
             entry: dict[str, Any] = {"optimizer": optimiser}
             sched = build_lr_scheduler(int(self.hp.get("lr_decay_type", 0)), decay, optimiser)
             if sched is not None:
@@ -147,7 +152,7 @@ class ReconEngine(BaseEngine):
             dataset_size=self._dataset_size() if stage == "train" else None,
             extras=batch_extras(batch),
         )
-        self._log_terms(stage, self.net.loss_terms(out), x.shape[0])
+        self._log_terms(stage, cast("PythaeStation", self.net).loss_terms(out), x.shape[0])
         recon = out["recon_x"]
         gt = x[out["recon_x_indices"]] if "recon_x_indices" in out.keys() else x
         if stage == "val" and not torch.is_complex(recon):
@@ -188,7 +193,9 @@ class ReconEngine(BaseEngine):
         out = self._pythae_step(batch, "train", batch_idx)
         if self.automatic_optimization:
             return out["loss"]
-        self.net.manual_step(out, self._optimisers(), backward=self._backward, step=step, clip=self._clipper())
+        cast("PythaeStation", self.net).manual_step(
+            out, self._optimisers(), backward=self._backward, step=step, clip=self._clipper()
+        )
         return None
 
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
@@ -206,8 +213,8 @@ class ReconEngine(BaseEngine):
     def infer(self, batch: Mapping[str, Any]) -> InferenceResult:
         x = batch["inp"]["data"]
         if not self.is_pythae:
-            return InferenceResult(embedding=self.net.embed(x), recon=self.net(x), ground_truth=x)
-        pred = self.net.predict(x)
+            return InferenceResult(embedding=cast(IdentityAE, self.net).embed(x), recon=self.net(x), ground_truth=x)
+        pred = cast("PythaeStation", self.net).predict(x)
         extra = {tag: pred[tag] for tag in EXTRA_PREDICTIONS if tag in pred}
         return InferenceResult(embedding=pred["embedding"], recon=pred["recon_x"], ground_truth=x, extra=extra)
 

@@ -27,7 +27,7 @@ import signal
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import lightning.pytorch as pl
 import numpy as np
@@ -125,7 +125,7 @@ class AtomicCheckpointing(Callback):
 
 def capture_rng_state(module: Any = None) -> dict[str, Any]:
     """Global RNG states (+ the module's ``_generator`` if it has one) as tensors, ints and strings only."""
-    np_state = np.random.get_state()
+    np_state = cast(tuple[Any, ...], np.random.get_state())  # legacy=True on the global MT19937: a 5-tuple
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
         "numpy": {

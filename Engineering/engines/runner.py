@@ -23,7 +23,7 @@ import resource
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import lightning.pytorch as pl
 import torch
@@ -113,6 +113,7 @@ class Runner:
         if self.hp.taskID == 2:
             from Engineering.data.latent_datamodule import LatentDataModule
 
+            assert self.paths.latent_file is not None  # run_paths sets it for taskID 2
             dm = LatentDataModule.from_hparams(self.hp, self.paths.latent_file, merge_train_val=not self.validate)
             vars(self.hp).update(dm.engine_hparams())  # task, targets, classes and train statistics -> engine + ckpt
             return dm
@@ -231,7 +232,7 @@ class Runner:
             if self.hp.auto_optim:
                 trainer.accumulate_grad_batches = accumulate
             if hasattr(engine, "conf"):
-                engine.conf.accum_batches = accumulate
+                engine.conf.accum_batches = accumulate  # type: ignore[union-attr]  # torch stubs: Module.__getattr__
             log.info("auto_bs: batch size %d", dm.batch_size)
         if self.hp.auto_lr:
             finder = tuner.lr_find(engine, datamodule=dm)
@@ -339,11 +340,11 @@ def load_pretrained_weights(engine: BaseEngine, path: Path) -> None:
     from Engineering.hub import read_state_dict
 
     state = read_state_dict(Path(path))
-    net_keys = set(engine.net.state_dict())
+    net_keys = set(cast(torch.nn.Module, engine.net).state_dict())
     if set(state) == net_keys:
-        engine.net.load_state_dict(state, strict=True)
+        cast(torch.nn.Module, engine.net).load_state_dict(state, strict=True)
         if hasattr(engine, "ema_net"):
-            engine.ema_net.load_state_dict(state, strict=True)
+            cast(torch.nn.Module, engine.ema_net).load_state_dict(state, strict=True)
         log.info("Loaded network weights from %s", path)
         return
     load_weights_into(engine, path)

@@ -11,7 +11,7 @@ always called with the ORIGINAL integer timesteps 0..T-1 (no rescaling), also in
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple, overload
 
 import numpy as np
 import torch
@@ -83,7 +83,7 @@ class GaussianDiffusion:
         timestep_map: for a respaced process, original timestep of each index (default: identity).
     """
 
-    def __init__(self, betas: np.ndarray, timestep_map: Sequence[int] | None = None) -> None:
+    def __init__(self, betas: np.ndarray, timestep_map: Sequence[int] | np.ndarray | None = None) -> None:
         betas = np.asarray(betas, dtype=np.float64)
         if betas.ndim != 1 or betas.size == 0 or not ((betas > 0) & (betas <= 1)).all():
             raise ConfigError(f"betas must be a non-empty 1-D array in (0, 1], got shape {betas.shape}")
@@ -205,6 +205,36 @@ class GaussianDiffusion:
         abar_next = _extract(self.alphas_cumprod_next, t, x.shape)
         return pred_xstart * torch.sqrt(abar_next) + torch.sqrt(1 - abar_next) * eps, pred_xstart
 
+    @overload
+    def ddim_sample_loop(
+        self,
+        model: Model,
+        noise: torch.Tensor,
+        cond: torch.Tensor | None,
+        steps: int,
+        return_trajectory: Literal[False] = ...,
+    ) -> torch.Tensor: ...
+
+    @overload
+    def ddim_sample_loop(
+        self,
+        model: Model,
+        noise: torch.Tensor,
+        cond: torch.Tensor | None,
+        steps: int,
+        return_trajectory: Literal[True],
+    ) -> DDIMTrajectory: ...
+
+    @overload
+    def ddim_sample_loop(
+        self,
+        model: Model,
+        noise: torch.Tensor,
+        cond: torch.Tensor | None,
+        steps: int,
+        return_trajectory: bool = ...,
+    ) -> torch.Tensor | DDIMTrajectory: ...
+
     def ddim_sample_loop(
         self,
         model: Model,
@@ -220,6 +250,36 @@ class GaussianDiffusion:
         """
         process = self.respace(steps)
         return process._loop(process.ddim_step, model, noise, cond, reversed(range(steps)), return_trajectory)
+
+    @overload
+    def ddim_reverse_sample_loop(
+        self,
+        model: Model,
+        x: torch.Tensor,
+        cond: torch.Tensor | None,
+        steps: int,
+        return_trajectory: Literal[False] = ...,
+    ) -> torch.Tensor: ...
+
+    @overload
+    def ddim_reverse_sample_loop(
+        self,
+        model: Model,
+        x: torch.Tensor,
+        cond: torch.Tensor | None,
+        steps: int,
+        return_trajectory: Literal[True],
+    ) -> DDIMTrajectory: ...
+
+    @overload
+    def ddim_reverse_sample_loop(
+        self,
+        model: Model,
+        x: torch.Tensor,
+        cond: torch.Tensor | None,
+        steps: int,
+        return_trajectory: bool = ...,
+    ) -> torch.Tensor | DDIMTrajectory: ...
 
     def ddim_reverse_sample_loop(
         self,

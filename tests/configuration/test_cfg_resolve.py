@@ -149,7 +149,14 @@ MB = 1024 * 1024
         ({}, None, None),
     ],
 )
-def test_slurm_resources_any_combination(env: dict, mem_mb: int | None, cpus: int | None) -> None:
+def test_slurm_resources_any_combination(
+    env: dict, mem_mb: int | None, cpus: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib
+
+    resolve_module = importlib.import_module("Engineering.configuration.resolve")  # the module, not the function
+    # the machine's free memory moves between calls on a busy host: pin it for this comparison
+    monkeypatch.setattr(resolve_module, "_machine_resources", lambda: (7 * 1024 * MB, 3))
     machine = system_resources({})
     res = system_resources({"SLURM_JOB_ID": "1", "PATH": "/bin", **env})
     assert res.mem_limit_bytes == (mem_mb * MB if mem_mb else machine.mem_limit_bytes)

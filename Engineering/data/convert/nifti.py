@@ -19,10 +19,12 @@ import os
 import re
 from collections import defaultdict
 from pathlib import Path
+from typing import cast
 
 import nibabel as nib
 import numpy as np
 import pandas as pd
+from nibabel.arrayproxy import ArrayProxy
 from tqdm import tqdm
 
 from Engineering.data.convert.writer import ConversionReport, H5Writer, Series
@@ -89,9 +91,10 @@ def _header(img: nib.Nifti1Image) -> dict[str, str]:
 
 def read_series(path: Path, key: str, canonical: bool) -> Series:
     """Load one NIfTI file as a :class:`Series`; ValueError/OSError on unreadable files."""
-    img = nib.load(path)
-    slope, inter = img.dataobj.slope, img.dataobj.inter
-    raw = np.asanyarray(img.dataobj) if (slope, inter) != (1.0, 0.0) else img.dataobj.get_unscaled()
+    img = cast(nib.Nifti1Image, nib.load(path))  # a .nii(.gz) path: Nifti1Image (or its subclass Nifti2Image)
+    proxy = cast(ArrayProxy, img.dataobj)  # an image loaded from disk holds its voxels in an ArrayProxy
+    slope, inter = proxy.slope, proxy.inter
+    raw = np.asanyarray(proxy) if (slope, inter) != (1.0, 0.0) else proxy.get_unscaled()
     if canonical:  # reorient the stored voxels ourselves: the reoriented image holds scaled data, no proxy
         raw = nib.orientations.apply_orientation(raw, nib.orientations.io_orientation(img.affine))
         img = nib.as_closest_canonical(img)

@@ -7,6 +7,7 @@ Sub-module registration order defines the state-dict order, which must equal the
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 from torch import nn
@@ -91,6 +92,8 @@ class ResBlock(TimestepBlock):
         self.in_layers = nn.Sequential(
             normalization(in_ch, group_limit), nn.SiLU(), conv_nd(dims, in_ch, out_channels, 3, padding=1)
         )
+        self.h_upd: nn.Module
+        self.x_upd: nn.Module
         if up:
             self.h_upd, self.x_upd = Upsample(dims, keep_depth), Upsample(dims, keep_depth)
         elif down:
@@ -98,6 +101,7 @@ class ResBlock(TimestepBlock):
         else:
             self.h_upd = self.x_upd = nn.Identity()
         if use_condition:
+            assert emb_channels is not None and cond_channels is not None  # checked above (ConfigError)
             self.emb_layers = nn.Sequential(nn.SiLU(), nn.Linear(emb_channels, 2 * out_channels))
             self.cond_emb_layers = nn.Sequential(nn.SiLU(), nn.Linear(cond_channels, out_channels))
             out_conv = conv_nd(dims, out_channels, out_channels, 3, padding=1)
@@ -118,7 +122,7 @@ class ResBlock(TimestepBlock):
     ) -> torch.Tensor:
         """x (B, C_in, *S), emb (B, E), cond (B, E_c), lateral (B, C_lat, *S) -> (B, C_out, *S')."""
         if self.has_lateral:
-            x = torch.cat([x, lateral], dim=1)  # (B, C_in + C_lat, *S)
+            x = torch.cat([x, cast(torch.Tensor, lateral)], dim=1)  # (B, C_in + C_lat, *S)
         if self.updown:
             h = self.in_layers[:-1](x)
             h = self.in_layers[-1](self.h_upd(h))
@@ -126,7 +130,7 @@ class ResBlock(TimestepBlock):
         else:
             h = self.in_layers(x)
         if self.use_condition:
-            h = self._modulate(h, emb, cond)
+            h = self._modulate(h, cast(torch.Tensor, emb), cond)
         return self.skip_connection(x) + h
 
     def _modulate(self, h: torch.Tensor, emb: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:

@@ -8,6 +8,7 @@ original state-dict keys (``time_embed.time_embed.*``, ``input_blocks.*``, ``mid
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -231,7 +232,7 @@ def _maybe_zero(module: nn.Module, zero: bool) -> nn.Module:
 
 def build_diffae_net(cfg: DiffAEConfig) -> BeatGANsAutoencUNet:
     """Build the autoencoding UNet (with ``.encoder``) for a resolved :class:`DiffAEConfig`."""
-    common = dict(
+    common: dict[str, Any] = dict(
         dims=cfg.n_dims,
         in_channels=cfg.in_channels,
         model_channels=cfg.net_ch,

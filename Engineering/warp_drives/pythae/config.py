@@ -16,7 +16,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from pydantic import ValidationError
 
@@ -95,7 +95,7 @@ class ResolvedConfig:
 
 def config_fields(config_cls: type) -> list[str]:
     """Names of the fields of a pythae config dataclass."""
-    return list(config_cls.__dataclass_fields__)
+    return list(cast(Any, config_cls).__dataclass_fields__)  # a dataclass type (``type`` does not say so)
 
 
 def find_config_file(spec: ModelSpec, pythae_config: str) -> Path | None:
@@ -266,7 +266,7 @@ def resolve_config(
 
 def _apply_counts(values: dict[str, Any], config_cls: type, counts: Mapping[str, int]) -> None:
     """Fill n_phenotypes / n_confounders* from the data when the config learns them (§2.3 step 6)."""
-    fields = config_cls.__dataclass_fields__
+    fields = cast(Any, config_cls).__dataclass_fields__  # a pythae config dataclass
 
     def setting(key: str) -> Any:
         return values.get(key, fields[key].default) if key in fields else None

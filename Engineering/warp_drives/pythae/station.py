@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict
-from typing import Any
+from typing import Any, cast
 
 import torch
 from pythae.models.base.base_utils import ModelOutput
@@ -283,7 +283,7 @@ class PythaeStation(nn.Module):
 
     @torch.no_grad()
     def _predict_plain(self, x: torch.Tensor) -> ModelOutput:
-        return self.model.predict(x)
+        return self.model.predict(x)  # type: ignore[operator]  # torch stubs: Module.__getattr__ -> Tensor | Module
 
     def predict(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Embedding and reconstruction of ``x`` (B, C, *spatial), detached.
@@ -295,7 +295,8 @@ class PythaeStation(nn.Module):
         """
         if self.needs_grad_in_eval:
             with torch.inference_mode(False), torch.enable_grad():
-                out = self.model.predict(x.detach().clone().requires_grad_(True))
+                # torch stubs: Module.__getattr__ -> Tensor | Module
+                out = self.model.predict(x.detach().clone().requires_grad_(True))  # type: ignore[operator]
         elif self.spec.is_complex:
             out = self._predict_plain(_as_complex(x))
             if not torch.is_complex(x):
@@ -365,7 +366,7 @@ class PythaeStation(nn.Module):
             step: False while accumulating gradients.
             clip: called with each optimiser before its step (e.g. ``lambda o: self.clip_gradients(o, …)``).
         """
-        opts = list(optimisers) if isinstance(optimisers, (list, tuple)) else [optimisers]
+        opts: list[Any] = list(optimisers) if isinstance(optimisers, (list, tuple)) else [optimisers]
         losses = self.group_losses(output)
         if len(opts) != len(losses):
             raise ConfigError(
@@ -377,7 +378,7 @@ class PythaeStation(nn.Module):
         for i in active:
             if zero_between_backwards:
                 opts[i].zero_grad()
-            backward(losses[i], retain_graph=i != active[-1])
+            backward(cast(torch.Tensor, losses[i]), retain_graph=i != active[-1])  # i in active: not None
         if not step:
             return
         for i in active:

@@ -41,6 +41,7 @@ register_custom(
     )
 )
 
+_config: type  # both registration loops below bind it, to different config classes
 for _key, _description, _model, _config, _mode in (
     ("ultra_vae", "VAE with a phenotype head (custom)", UltraVAE, UltraVAEConfig, BASE),
     ("ultra_cevae", "Context-encoding VAE (StRegA) with a phenotype head (custom)", UltraCEVAE, UltraCEVAEConfig, BASE),

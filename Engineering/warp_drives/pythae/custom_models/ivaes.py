@@ -166,7 +166,7 @@ class iVAEs(BaseAE):  # noqa: N801 (the original's class name)
         u = self._labels(inputs, x.shape[0], x)
         enc = self.encoder(x)
         q = (enc.embedding, enc.log_covariance)
-        prior = self.label_prior(u)
+        prior: tuple[torch.Tensor, torch.Tensor] = self.label_prior(u)
         post = product_of_gaussians(*q, *prior)
         post_sample, z_sample = self._sample(*post), self._sample(*q)
         recon_x = self.decoder(post_sample)["reconstruction"]
@@ -175,6 +175,7 @@ class iVAEs(BaseAE):  # noqa: N801 (the original's class name)
         if cfg.ivae_mode == "iVAE":
             per_sample = -elbo_ivae
         elif cfg.ivae_mode == "IDVAE":
+            assert self.label_decoder is not None  # built in __init__ whenever ivae_mode == "IDVAE"
             u_hat = self.label_decoder(self._sample(*prior))
             loglik_cond = -(u_hat - u).pow(2).mean(dim=-1)
             kl_cond = gaussian_kl(*prior, torch.zeros_like(prior[0]), torch.ones_like(prior[1]))

@@ -8,7 +8,7 @@ models train under manual or automatic optimisation (UltraFactorVAE: manual only
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -96,18 +96,20 @@ def _setup_heads(model: nn.Module, config: Any) -> None:
             f"anti_confounders_strategy={config.anti_confounders_strategy} is not supported (the original's "
             "confounder code is broken, DEFECT-16); valid: 0"
         )
-    model.phenotype_learner = (
+    head = (
         UltraPredictor(config.latent_dim, config.n_phenotypes, config.n_phenotype_layers, getattr(config, "p_do", 0.0))
         if config.learn_phenotypes
         else None
     )
+    model.phenotype_learner = head  # type: ignore[assignment]  # torch stubs: Module attrs typed Tensor | Module
 
 
 def _pheno_terms(model: nn.Module, z: torch.Tensor, phenotypes: torch.Tensor | None) -> dict[str, torch.Tensor]:
     """``pheno_pred`` (B, n) and ``pheno_loss`` (MSE, 0 without phenotypes) when the head is on."""
-    if model.phenotype_learner is None:
+    head = cast("nn.Module | None", model.phenotype_learner)
+    if head is None:
         return {}
-    pred = model.phenotype_learner(z)
+    pred = head(z)
     loss = F.mse_loss(pred, phenotypes.to(pred)) if phenotypes is not None else pred.new_zeros(())
     return {"pheno_pred": pred, "pheno_loss": loss}
 
@@ -166,7 +168,8 @@ class UltraCEVAE(UltraVAE):
             for _ in range(count):
                 corner = [int(torch.randint(0, max(1, s - size), ())) for s in spatial]
                 region = tuple(slice(c, c + size) for c in corner)
-                noise[(b, slice(None), *region)] += torch.empty(()).uniform_(lo, hi).item()
+                index: tuple[int | slice, ...] = (b, slice(None), *region)
+                noise[index] += torch.empty(()).uniform_(lo, hi).item()
         return torch.where(noise != 0, noise, x)
 
     def _per_sample_loss(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

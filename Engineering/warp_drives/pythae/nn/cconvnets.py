@@ -48,7 +48,12 @@ class CVConvEncoder(BaseEncoder):
         self.latent_dim = latent_dim
         chans = [in_channels, n_features, 2 * n_features, 4 * n_features, 8 * n_features]
         self.layers = nn.ModuleList(
-            _cblock(dims, ComplexPair(lambda i=i: conv_nd(dims, chans[i], chans[i + 1], 4, 2, 1)), chans[i + 1])
+            _cblock(
+                dims,
+                # mypy cannot infer a lambda with a default argument (python/mypy#4226)
+                ComplexPair(lambda i=i: conv_nd(dims, chans[i], chans[i + 1], 4, 2, 1)),  # type: ignore[misc]
+                chans[i + 1],
+            )
             for i in range(4)
         )
         self.depth = len(self.layers)
