@@ -24,6 +24,14 @@ def _torch_single_thread():
     yield
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _warm_torch_optim():
+    """torch imports its compiler stack lazily on the first optimiser (~3 s): pay that once, outside any test."""
+    import torch
+
+    torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+
+
 @pytest.fixture
 def repo_root() -> Path:
     return REPO_ROOT

@@ -10,25 +10,7 @@ from torch.utils.data import DataLoader
 from Engineering.engines.recon import ReconEngine
 from Engineering.errors import ConfigError
 from Engineering.warp_drives.pythae.registry import available_models
-
-B, L = 4, 8
-SHAPES = {"2d": (16, 16), "3d": (16, 16, 16)}
-#: keep the sampling-heavy models tiny so every test stays well under a second
-FAST = {
-    "iwae": {"number_samples": 2},
-    "miwae": {"number_samples": 2, "number_gradient_estimates": 2},
-    "piwae": {"number_samples": 2, "number_gradient_estimates": 2},
-    "ciwae": {"number_samples": 2},
-    "vamp": {"number_components": 4},
-    "vqvae": {"num_embeddings": 16},
-    "msssim_vae": {"window_size": 3},
-}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _warm_torch_optim() -> None:
-    """torch imports its compiler stack lazily on the first optimiser (~3 s); pay that once, outside the tests."""
-    torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+from tests.warp_drives.test_pythae_station import FAST, SHAPES, B, L  # one definition of the tiny settings
 
 
 def make_engine(name: str, dim: str = "2d", auto: bool = False, **hp: object) -> ReconEngine:

@@ -24,11 +24,6 @@ SHAPES = {"2d": (16, 16), "3d": (16, 16, 16)}
 MODELS = {"custom_complex_ae": "crecon", "custom_complex_vae": "crecon", "custom_complex_factor_vae": "basel1"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _warm_torch_optim() -> None:
-    torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
-
-
 def station(name: str, dim: str = "2d", loss: str = "crecon", nn_name: str = "cvconvnet") -> PythaeStation:
     yaml_pythae = {"n_features": 4, "nn": nn_name, "reconstruction_loss": loss}
     return PythaeStation.from_options(name, SHAPES[dim], 1, dim == "3d", 8, yaml_pythae)

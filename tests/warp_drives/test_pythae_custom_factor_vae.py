@@ -14,12 +14,6 @@ from Engineering.warp_drives.pythae.station import PythaeStation
 SHAPES = {"2d": (16, 16), "3d": (16, 16, 16)}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _warm_torch_optim() -> None:
-    """torch imports its compiler stack lazily on the first optimiser (~3 s); pay that once, outside the tests."""
-    torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
-
-
 def station(dim: str = "2d", loss: str = "l1", pythae_config: str = "") -> PythaeStation:
     shape = SHAPES[dim]
     yaml_pythae = {"n_features": 4, "reconstruction_loss": loss}

@@ -12,11 +12,6 @@ SHAPES = {"2d": (16, 16), "3d": (16, 16, 16)}
 NAMES = ["custom_ultra_vae", "custom_ultra_cevae", "custom_ultra_factor_vae"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _warm_torch_optim() -> None:
-    torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
-
-
 def station(name: str, dim: str = "2d", **settings: object) -> PythaeStation:
     models = {name.removeprefix("custom_"): {"learn_phenotypes": True, "lambda_phenotype_loss": 2.0, **settings}}
     yaml_pythae = {"n_features": 4, "reconstruction_loss": "l1", "models": models}

@@ -18,11 +18,6 @@ from Engineering.warp_drives.pythae.station import PythaeStation
 SHAPES = {"2d": (16, 16), "3d": (16, 16, 16)}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _warm_torch_optim() -> None:
-    torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
-
-
 def station(dim: str = "2d", n_phenotypes: int = 3, **settings: object) -> PythaeStation:
     yaml_pythae = {"n_features": 4, "reconstruction_loss": "l1", "models": {"ivaes": {"M": 8, **settings}}}
     return PythaeStation.from_options(

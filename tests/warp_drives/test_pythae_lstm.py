@@ -13,11 +13,6 @@ from tests.engines.test_recon_engine import changed_groups, make_engine
 L, T = 8, 3
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _warm_torch_optim() -> None:
-    torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
-
-
 def station(name: str = "custom_factor_vae", dim3: bool = False, **lstm: object) -> PythaeStation:
     shape = (16, 16, 16) if dim3 else (16, 16)
     yaml_pythae = {"n_features": 4, "reconstruction_loss": "mse", "wrappers": {"lstm": {"im_encode_factor": 2, **lstm}}}

@@ -24,12 +24,6 @@ FAST = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _warm_torch_optim() -> None:
-    """torch imports its compiler stack lazily on the first optimiser (~3 s); pay that once, outside the tests."""
-    torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
-
-
 def make_station(name: str, dim: str, nn: str = "convnet", **pythae: object) -> PythaeStation:
     shape = SHAPES[dim]
     yaml_pythae = {"n_features": 4, "nn": nn, "reconstruction_loss": "mse", "models": FAST, **pythae}
