@@ -130,3 +130,20 @@ def test_preweights_accept_a_bare_network_state_dict_and_a_pipeline_checkpoint(t
         target = ReconEngine({"modelID": -1}, {})
         load_pretrained_weights(target, tmp_path / name)
         assert float(target.net.scale) == 3.0
+
+
+def test_diffae_engine_infer_shapes_range_and_embedding_only():
+    from Engineering.configuration import option_defaults
+    from Engineering.engines.runner import build_engine
+
+    hp = {**option_defaults("diffae"), "input_shape": "2,32,32", "ampmode": "32"}
+    config = {"model": {"latent_dim": 8, "DiffAE": {"net_ch": 8, "T_eval": 2}}}
+    engine = build_engine(1, hp, config).eval()
+    x = torch.rand(2, 1, 2, 32, 32) * 2 - 1
+    with torch.no_grad():
+        full = engine.infer({"inp": {"data": x}})
+        engine.hp["test_emb_only"] = True
+        latent_only = engine.infer({"inp": {"data": x}})
+    assert full.embedding.shape == (2, 8) and full.recon.shape == x.shape
+    assert full.recon.min() >= 0 and full.recon.max() <= 1
+    assert latent_only.recon is None and torch.equal(latent_only.embedding, full.embedding)

@@ -1,8 +1,7 @@
-"""DiffAE warp drive: configuration, networks (2D/3D autoencoding UNet + semantic encoder), EMA, render."""
+"""DiffAE warp drive: configuration, networks (2D/3D autoencoding UNet + semantic encoder), EMA."""
 
 from .config import DiffAEConfig
 from .ema import ema_update
-from .render import inference_pass
 from .unet import BeatGANsAutoencUNet, SemanticEncoder, build_diffae_net
 
-__all__ = ["BeatGANsAutoencUNet", "DiffAEConfig", "SemanticEncoder", "build_diffae_net", "ema_update", "inference_pass"]
+__all__ = ["BeatGANsAutoencUNet", "DiffAEConfig", "SemanticEncoder", "build_diffae_net", "ema_update"]
