@@ -7,7 +7,6 @@ persistent buffer ``x_T`` (sample_size, in_channels, *input_shape) of fixed samp
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Mapping
 from contextlib import nullcontext
 from typing import Any
@@ -18,7 +17,8 @@ from torch import nn
 from Engineering.engines.base import BaseEngine, InferenceResult
 from Engineering.errors import ConfigError
 from Engineering.science.diffusion import GaussianDiffusion
-from Engineering.warp_drives.diffae import DiffAEConfig, build_diffae_net, ema_update
+from Engineering.science.ema import ema_copy, ema_update
+from Engineering.warp_drives.diffae import DiffAEConfig, build_diffae_net
 
 HALF_PRECISION = {"16", "16-mixed", "bf16", "bf16-mixed", "bf16-true", "16-true"}
 
@@ -69,7 +69,7 @@ class DiffAEEngine(BaseEngine):
             accum_batches=self.accumulate_gradbatch,
         )
         self.net = build_diffae_net(self.conf)
-        self.ema_net = copy.deepcopy(self.net).requires_grad_(False).eval()
+        self.ema_net = ema_copy(self.net)
         self.register_buffer(
             "x_T", torch.randn(self.conf.sample_size, int(hp.get("in_channels", 1)), *self.input_shape)
         )

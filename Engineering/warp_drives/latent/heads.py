@@ -7,9 +7,6 @@ For regression ``n_outputs`` is the number of phenotype columns; for classificat
 
 from __future__ import annotations
 
-import copy
-
-import torch
 from torch import nn
 
 from Engineering.errors import ConfigError
@@ -31,22 +28,3 @@ def build_latent_head(model_id: int, in_channels: int, n_outputs: int) -> nn.Mod
             )
         return nn.Identity()
     raise ConfigError(f"--modelID {model_id} is unknown for taskID 2; valid: {LATENT_MODELS}")
-
-
-def ema_copy(net: nn.Module) -> nn.Module:
-    """A frozen, eval-mode deep copy of ``net`` to hold the exponential moving average."""
-    shadow = copy.deepcopy(net)
-    shadow.requires_grad_(False)
-    return shadow.eval()
-
-
-@torch.no_grad()
-def ema_update(shadow: nn.Module, net: nn.Module, decay: float) -> None:
-    """``shadow ← decay·shadow + (1 − decay)·net`` for every floating state tensor; others are copied."""
-    source = net.state_dict()
-    for name, target in shadow.state_dict().items():
-        value = source[name].detach()
-        if target.dtype.is_floating_point:
-            target.mul_(decay).add_(value.to(target.dtype), alpha=1.0 - decay)
-        else:
-            target.copy_(value)

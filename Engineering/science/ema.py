@@ -1,11 +1,23 @@
-"""Exponential moving average of network weights (diffae.md §4.2)."""
+"""Exponential moving average of network weights (diffae.md §4.2), shared by the DiffAE and latent engines."""
 
 from __future__ import annotations
+
+import copy
+from typing import TypeVar
 
 import torch
 from torch import nn
 
 from Engineering.errors import ConfigError
+
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
+
+
+def ema_copy(net: ModuleT) -> ModuleT:
+    """A frozen, eval-mode deep copy of ``net`` to hold the exponential moving average."""
+    shadow = copy.deepcopy(net)
+    shadow.requires_grad_(False)
+    return shadow.eval()
 
 
 @torch.no_grad()
