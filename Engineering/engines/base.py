@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from Engineering.errors import ConfigError
+from Engineering.transforms import parse_shape
 
 log = logging.getLogger("imlatent")
 
@@ -180,8 +181,8 @@ class BaseEngine(pl.LightningModule):
         arch = {k: self.hp[k] for k in keys if k in self.hp}
         if "is3D" in arch:
             arch["is3D"] = bool(int(arch["is3D"]))
-        if isinstance(arch.get("input_shape"), str):
-            arch["input_shape"] = [int(v) for v in arch["input_shape"].split(",") if v.strip()]
+        if "input_shape" in arch:
+            arch["input_shape"] = list(parse_shape(arch["input_shape"]))
         latent = (self.config.get("model") or {}).get("latent_dim")
         if isinstance(latent, int) and latent > 0:
             arch["latent_dim"] = latent

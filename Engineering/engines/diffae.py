@@ -18,22 +18,10 @@ from Engineering.engines.base import BaseEngine, InferenceResult
 from Engineering.errors import ConfigError
 from Engineering.science.diffusion import GaussianDiffusion
 from Engineering.science.ema import ema_copy, ema_update
+from Engineering.transforms import parse_shape
 from Engineering.warp_drives.diffae import DiffAEConfig, build_diffae_net
 
 HALF_PRECISION = {"16", "16-mixed", "bf16", "bf16-mixed", "bf16-true", "16-true"}
-
-
-def parse_shape(text: str | tuple | list) -> tuple[int, ...]:
-    """``"50,128,128"`` -> (50, 128, 128); ConfigError on anything else."""
-    if isinstance(text, (tuple, list)):
-        return tuple(int(v) for v in text)
-    try:
-        shape = tuple(int(v) for v in str(text).split(",") if v.strip())
-    except ValueError as err:
-        raise ConfigError(f"--input_shape {text!r} is not a comma-separated list of integers") from err
-    if not shape or any(v <= 0 for v in shape):
-        raise ConfigError(f"--input_shape {text!r} must list positive sizes, e.g. 50,128,128")
-    return shape
 
 
 class DiffAEEngine(BaseEngine):
@@ -220,4 +208,4 @@ def _grid(images: torch.Tensor) -> torch.Tensor:
     return torch.cat(list(images.clamp(0, 1)), dim=-1).unsqueeze(0)
 
 
-__all__ = ["DiffAEEngine", "parse_shape"]
+__all__ = ["DiffAEEngine"]

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from Engineering.errors import ConfigError
+from Engineering.transforms import parse_shape
 from Engineering.warp_drives.pythae.station import WRAPPER_MODES, PythaeStation
 
 #: hparams copied into model configs that learn phenotypes / confounders (the original's ``additional_nitems``)
@@ -16,18 +17,6 @@ COUNT_KEYS = ("n_phenotypes", "n_confounders", "n_confounders_bincat", "n_confou
 SIDE_KEYS = ("phenotypes", "confounders_continuous", "confounders_binary", "confounders_multicat")
 #: predict outputs written as ``<tag>.h5`` (§7)
 EXTRA_PREDICTIONS = ("pheno_pred", "conf_pred")
-
-
-def parse_input_shape(value: Any) -> tuple[int, ...]:
-    """``--input_shape`` as a tuple: accepts ``"56,128,128"`` or a sequence of ints."""
-    items = value.split(",") if isinstance(value, str) else list(value)
-    try:
-        shape = tuple(int(str(v).strip()) for v in items if str(v).strip())
-    except ValueError as err:
-        raise ConfigError(f"--input_shape {value!r} must be comma-separated integers, e.g. 56,128,128") from err
-    if not shape or any(s < 1 for s in shape):
-        raise ConfigError(f"--input_shape {value!r} must be positive integers, e.g. 56,128,128")
-    return shape
 
 
 def build_station(hp: Mapping[str, Any], config: Mapping[str, Any]) -> PythaeStation:
@@ -43,7 +32,7 @@ def build_station(hp: Mapping[str, Any], config: Mapping[str, Any]) -> PythaeSta
     counts = {k: int(hp[k]) for k in COUNT_KEYS if hp.get(k) is not None}
     return PythaeStation.from_options(
         str(hp.get("pythae_model", "factor_vae")),
-        parse_input_shape(hp.get("input_shape", "56,128,128")),
+        parse_shape(hp.get("input_shape", "56,128,128")),
         int(hp.get("in_channels", 1)),
         bool(int(hp.get("is3D", 1))),
         int(latent) if latent is not None else None,

@@ -52,15 +52,17 @@ class Compose:
 
 
 def parse_shape(text: str | Sequence[int], name: str = "input_shape") -> tuple[int, ...]:
-    """``"50,128,128"`` → ``(50, 128, 128)``; raise ConfigError naming ``name`` if it is not integers."""
-    if not isinstance(text, str):
-        return tuple(int(v) for v in text)
+    """``"50,128,128"`` (or a sequence) → ``(50, 128, 128)``; ConfigError naming ``--<name>`` unless positive ints.
+
+    The one parser of ``--input_shape`` for the data transforms and every engine.
+    """
+    items = text.split(",") if isinstance(text, str) else list(text)
     try:
-        shape = tuple(int(p) for p in text.split(",") if p.strip())
+        shape = tuple(int(str(v).strip()) for v in items if str(v).strip())
     except ValueError:
-        raise ConfigError(f"{name}={text!r} is invalid; expected comma-separated integers such as 50,128,128") from None
-    if not shape:
-        raise ConfigError(f"{name} is empty; expected comma-separated integers such as 50,128,128")
+        raise ConfigError(f"--{name} {text!r} must be comma-separated integers, e.g. 50,128,128") from None
+    if not shape or any(v <= 0 for v in shape):
+        raise ConfigError(f"--{name} {text!r} must list positive sizes, e.g. 50,128,128")
     return shape
 
 
