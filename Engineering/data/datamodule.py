@@ -182,19 +182,23 @@ class H5DataModule(L.LightningDataModule):
         return H5SeriesDataset(self.h5_path, self.split_ids(split), options or self.dataset_options, transform, split)
 
     def setup(self, stage: str | None = None) -> None:
-        """Build the datasets of ``stage`` (fit, validate, test, predict)."""
-        if stage in ("fit", None):
+        """Build the datasets of ``stage`` (fit, validate, test, predict), each once.
+
+        The runner sets up "fit" and "test" before Lightning does; later calls reuse what is built, so indexes,
+        side tables and the recon-subject draw are not repeated.
+        """
+        if stage in ("fit", None) and self.train_ds is None:
             self.train_ds = self._dataset("train", self.train_transform)
-        if stage in ("fit", "validate", None) and not self.merge_train_val:
+        if stage in ("fit", "validate", None) and not self.merge_train_val and self.val_ds is None:
             self.val_ds = self._dataset("val", self.eval_transform)
-        if stage in ("test", None):
+        if stage in ("test", None) and self.test_ds is None:
             # faithful: test items never carry phenotypes/confounders (without mutating the shared options)
             test_options = replace(self.dataset_options, fetch_phenotypes=False, fetch_confounders=False)
             self.test_ds = self._dataset("test", self.eval_transform, test_options)
             test_ids = self.split_ids("test")
             ids = list_patients(self.h5_path) if test_ids is None else test_ids
             self.recon_subjects = choose_recon_subjects(ids, self.n_save_recon_subs, self.save_recon_subs)
-        if stage == "predict":
+        if stage == "predict" and self.predict_ds is None:
             self.predict_ds = H5SeriesDataset(self.h5_path, None, self.dataset_options, self.eval_transform, "predict")
 
     @property
