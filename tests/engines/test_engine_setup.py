@@ -132,14 +132,15 @@ def test_preweights_accept_a_bare_network_state_dict_and_a_pipeline_checkpoint(t
         assert float(target.net.scale) == 3.0
 
 
-def test_diffae_engine_infer_shapes_range_and_embedding_only():
+@pytest.mark.parametrize(("is3d", "shape"), [(1, (2, 32, 32)), (0, (32, 32))], ids=["3d", "2d"])
+def test_diffae_engine_infer_shapes_range_and_embedding_only(is3d, shape):
     from Engineering.configuration import option_defaults
     from Engineering.engines.runner import build_engine
 
-    hp = {**option_defaults("diffae"), "input_shape": "2,32,32", "ampmode": "32"}
+    hp = {**option_defaults("diffae"), "is3D": is3d, "input_shape": ",".join(map(str, shape)), "ampmode": "32"}
     config = {"model": {"latent_dim": 8, "DiffAE": {"net_ch": 8, "T_eval": 2}}}
     engine = build_engine(1, hp, config).eval()
-    x = torch.rand(2, 1, 2, 32, 32) * 2 - 1
+    x = torch.rand(2, 1, *shape) * 2 - 1
     with torch.no_grad():
         full = engine.infer({"inp": {"data": x}})
         engine.hp["test_emb_only"] = True
