@@ -1,17 +1,9 @@
 """Run orchestration shared by the three executors (the original's MainEngine, shell.md §0 and §4).
 
-``main(script, argv)`` resolves the configuration, prepares the run folder, builds the datamodule, the
-engine and the Trainer, then trains and/or tests according to ``--run_mode``:
-
-====  =====================  ==========================  =====
-mode  fit                    validation during fit       test
-====  =====================  ==========================  =====
-0     train ∪ val            no                          no
-1     train                  every epoch                 no
-2     no                     -                           yes
-3     train ∪ val            no                          yes (in-memory weights)
-4     train                  every epoch                 yes (best checkpoint)
-====  =====================  ==========================  =====
+``main(script, argv)`` resolves the configuration and follows two tables: the task of ``--taskID``
+(:mod:`Engineering.engines.tasks`: engine, datamodule, fixed settings) and the plan of ``--run_mode``
+(:mod:`Engineering.engines.run_plan`: which of fit, validation and test run, on which splits, with which weights).
+Everything that can be refused (settings, checkpoint, data) is checked before the run folder is created.
 """
 
 from __future__ import annotations
@@ -26,53 +18,40 @@ from pathlib import Path
 from typing import Any, cast
 
 import lightning.pytorch as pl
+import pandas as pd
 import torch
+from lightning.pytorch.tuner import Tuner
 
-from Engineering.engines.base import BaseEngine, TestOutputs
+from Engineering.configuration import make_run_name, resolve, run_paths, save_resolved, system_resources
+from Engineering.engines.base import BaseEngine, TestOutputs, plain_hparams
 from Engineering.engines.checkpoints import is_deepspeed_checkpoint, select_checkpoint
+from Engineering.engines.run_plan import TestWeights, plan_of
 from Engineering.engines.strategies import check_run_settings, compile_network, global_rank
+from Engineering.engines.tasks import TASKS, build_engine, task_of, task_of_script
 from Engineering.engines.trainer_setup import build_callbacks, build_loggers, trainer_kwargs
 from Engineering.errors import CheckpointError, ConfigError
+from Engineering.hub import load_into
+from Engineering.outputs.provenance import code_version, provenance_attrs
 
 log = logging.getLogger("imlatent")
 
-TASKS = {0: "recon", 1: "diffae", 2: "latentcls"}
-SCRIPT_OF_TASK = {0: "Executors/main_recon.py", 1: "Executors/main_diffAE.py", 2: "Executors/main_latentcls.py"}
-
-
-def build_engine(task_id: int, hparams: dict, config: dict) -> BaseEngine:
-    """The LightningModule of ``--taskID``."""
-    if task_id == 0:
-        from Engineering.engines.recon import ReconEngine
-
-        return ReconEngine(hparams, config)
-    if task_id == 1:
-        from Engineering.engines.diffae import DiffAEEngine
-
-        return DiffAEEngine(hparams, config)
-    if task_id == 2:
-        from Engineering.engines.latent import ClassifyLatentEngine
-
-        return ClassifyLatentEngine(hparams, config)
-    raise ConfigError(f"--taskID {task_id} is unknown; valid: 0 (recon), 1 (DiffAE), 2 (latent regressor)")
-
 
 class Runner:
-    """One invocation of an executor: resolved config -> data, engine, Trainer -> train/test."""
+    """One invocation of an executor: resolved config -> task and run plan -> data, engine, Trainer -> fit/test."""
 
     def __init__(self, script: str, argv: Sequence[str]) -> None:
-        from Engineering.configuration import make_run_name, resolve, run_paths, save_resolved, system_resources
-
         pl.seed_everything(1701, workers=True, verbose=False)  # faithful: before anything else (shell.md §0)
         self.rc = resolve(script, list(argv))
         hp = self.rc.hparams
-        if TASKS.get(hp.taskID) != script:
+        if hp.taskID not in TASKS or TASKS[hp.taskID].script != script:
+            other = TASKS[hp.taskID].executor if hp.taskID in TASKS else "one of the three executors"
             raise ConfigError(
-                f"--taskID {hp.taskID} does not belong to {SCRIPT_OF_TASK[_task_of(script)]}; "
-                f"run {SCRIPT_OF_TASK.get(hp.taskID, 'one of the three executors')} instead"
+                f"--taskID {hp.taskID} does not belong to {task_of_script(script).executor}; run {other} instead"
             )
         self.hp = hp
         self.config = self.rc.config
+        self.task = task_of(hp.taskID)
+        self.plan = plan_of(hp.run_mode)
         check_run_settings(hp)  # strategy/accelerator/precision/optimiser/SLURM: fail before any data is read
         _check_run_mode_options(hp)
         self.rank = global_rank(devices_per_node=hp.ndevices or 1)
@@ -83,24 +62,49 @@ class Runner:
         hp.run_name = self.run_name
         self.paths = run_paths(hp, self.run_name)
         self.ckpt = self.checkpoint_path()  # before any folder is created: a bad --resume leaves nothing behind
-        self.dm = self.datamodule()  # likewise for missing or malformed data, fold CSVs and phenotype tables
+        # likewise for missing or malformed data, fold CSVs and phenotype tables
+        self.dm = self.task.datamodule(hp, self.config, self.paths, self.plan.merge_train_val)
         for folder in (self.paths.run_dir, self.paths.checkpoints, self.paths.output):
             folder.mkdir(parents=True, exist_ok=True)
         if self.rank == 0:  # DDP children and other srun tasks share the run folder: rank 0 writes it once
             _attach_log_file(self.paths.log_file)
             # a test-only invocation documents its own output folder; training invocations the run folder
-            target = self.paths.output if hp.run_mode == 2 else self.paths.run_dir
+            target = self.paths.run_dir if self.plan.fit else self.paths.output
             save_resolved(pristine, target / "resolved_config.yaml")
         if not hp.non_deter:
             pl.seed_everything(int(self.config.get("seed", 1701)), workers=True, verbose=False)
         if hp.matmul_precision != "highest" and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
             torch.set_float32_matmul_precision(hp.matmul_precision)
 
-    # ------------------------------------------------------------------ pieces
-    @property
-    def validate(self) -> bool:
-        return self.hp.run_mode in (1, 4)
+    # ------------------------------------------------------------------ the run, as the plan says
+    def engage(self) -> None:
+        engine = self.engine()
+        trainer = self.trainer(engine, self.dm)
+        if self.hp.auto_bs or self.hp.auto_lr:
+            self.tune(trainer, engine, self.dm)
+        if self.hp.compile_model:
+            compile_network(engine)  # in place: the network only, checkpoint keys stay without _orig_mod.
+        if self.plan.fit:
+            self.fit(trainer, engine)
+        if self.plan.test is not TestWeights.NONE:
+            self.test(trainer, engine)
 
+    def fit(self, trainer: pl.Trainer, engine: BaseEngine) -> None:
+        ckpt = self.ckpt
+        resuming = f", resuming from {ckpt}" if ckpt else ""
+        log.info("Training %s (run_mode %d)%s", self.run_name, self.hp.run_mode, resuming)
+        trainer.fit(engine, datamodule=self.dm, ckpt_path=str(ckpt) if ckpt else None)
+
+    def test(self, trainer: pl.Trainer, engine: BaseEngine) -> None:
+        self.dm.setup("test")
+        engine.test_outputs = self.test_outputs()
+        load, weights = self.test_weights(trainer)
+        engine.provenance = self.provenance(engine, weights)
+        if load is not None:
+            load_weights_into(engine, load)
+        trainer.test(engine, datamodule=self.dm)
+
+    # ------------------------------------------------------------------ pieces
     def checkpoint_path(self) -> Path | None:
         """The checkpoint chosen by --resume/--load_best/--load_model_4test (shell.md §4.4)."""
         hp = self.hp
@@ -109,29 +113,9 @@ class Runner:
         base = Path(hp.load_model_4test) if hp.load_model_4test else self.paths.run_dir
         return select_checkpoint(base, bool(hp.load_best))
 
-    def datamodule(self) -> pl.LightningDataModule:
-        if self.hp.taskID == 2:
-            from Engineering.data.latent_datamodule import LatentDataModule
-
-            assert self.paths.latent_file is not None  # run_paths sets it for taskID 2
-            dm = LatentDataModule.from_hparams(self.hp, self.paths.latent_file, merge_train_val=not self.validate)
-            vars(self.hp).update(dm.engine_hparams())  # task, targets, classes and train statistics -> engine + ckpt
-            return dm
-        from Engineering.data import H5DataModule
-
-        dm = H5DataModule.from_hparams(self.hp, self.config, merge_train_val=not self.validate)
-        opts = dm.dataset_options
-        if opts.fetch_phenotypes or opts.fetch_confounders:
-            # phenotype/confounder heads are sized from the training table, so the engine needs these counts
-            dm.setup("fit")
-            vars(self.hp).update(dm.side_counts)
-        return dm
-
     def engine(self) -> BaseEngine:
-        engine = build_engine(self.hp.taskID, _plain(self.hp), self.config)
+        engine = build_engine(self.hp.taskID, plain_hparams(self.hp), self.config)
         if self.hp.load_hf:
-            from Engineering.hub import load_into
-
             report = load_into(engine, self.hp.load_hf, expected_config=engine.architecture())
             log.info("Loaded pretrained weights %s from %s", self.hp.load_hf, report.source)
         if self.hp.preweights_path:
@@ -139,17 +123,18 @@ class Runner:
         return engine
 
     def trainer(self, engine: BaseEngine, dm: Any) -> pl.Trainer:
+        validate = self.plan.validate
         loggers = build_loggers(self.hp, self.run_name, engine)
-        callbacks = build_callbacks(self.hp, self.paths.checkpoints, self.validate)
-        kwargs = trainer_kwargs(self.hp, self.config, loggers, callbacks, self.validate)
+        callbacks = build_callbacks(self.hp, self.paths.checkpoints, validate)
+        kwargs = trainer_kwargs(self.hp, self.config, loggers, callbacks, validate)
         kwargs["default_root_dir"] = str(self.paths.run_dir)  # SLURM requeue writes and resumes hpc_ckpt_*.ckpt here
-        if self.hp.run_mode != 2 and self.hp.dev_run == 0:
+        if self.plan.fit and self.hp.dev_run == 0:
             dm.setup("fit")
             ranks = max(1, int(kwargs["devices"])) * max(1, int(kwargs["num_nodes"] or 1))
             kwargs["limit_train_batches"] = at_least_one_batch(
                 kwargs["limit_train_batches"], dm.train_dataloader(), "train", ranks
             )
-            if self.validate:
+            if validate:
                 kwargs["limit_val_batches"] = at_least_one_batch(
                     kwargs["limit_val_batches"], dm.val_dataloader(), "val", ranks
                 )
@@ -158,70 +143,40 @@ class Runner:
             torch.use_deterministic_algorithms(True, warn_only=True)
         return trainer
 
-    # ------------------------------------------------------------------ run
-    def engage(self) -> None:
-        hp = self.hp
-        dm = self.dm
-        engine = self.engine()
-        trainer = self.trainer(engine, dm)
-        ckpt = self.ckpt
-        if hp.auto_bs or hp.auto_lr:
-            self.tune(trainer, engine, dm)
-        if hp.compile_model:
-            compile_network(engine)  # in place: the network only, checkpoint keys stay without _orig_mod.
-        if hp.run_mode in (0, 1, 3, 4):
-            log.info(
-                "Training %s (run_mode %d)%s", self.run_name, hp.run_mode, f", resuming from {ckpt}" if ckpt else ""
-            )
-            trainer.fit(engine, datamodule=dm, ckpt_path=str(ckpt) if ckpt else None)
-        if hp.run_mode in (2, 3, 4):
-            self.test(trainer, engine, dm, ckpt)
-
-    def test(self, trainer: pl.Trainer, engine: BaseEngine, dm: Any, ckpt: Path | None) -> None:
-        hp = self.hp
-        dm.setup("test")
+    def test_outputs(self) -> TestOutputs:
         training_cfg = self.config.get("training", {})
-        engine.test_outputs = TestOutputs(
+        return TestOutputs(
             output_dir=self.paths.output,
-            save_recon=bool(training_cfg.get("save_recon", True)) and not getattr(hp, "test_emb_only", False),
-            recon_subjects=getattr(dm, "recon_subjects", None),
-            metric_suffix=hp.output_suffix,
+            save_recon=bool(training_cfg.get("save_recon", True)) and not getattr(self.hp, "test_emb_only", False),
+            recon_subjects=getattr(self.dm, "recon_subjects", None),
+            metric_suffix=self.hp.output_suffix,
             eval_options=self.config.get("eval", {}),
         )
-        if hp.run_mode == 2:
-            weights: Any = ckpt or hp.preweights_path or hp.load_hf
-        elif hp.run_mode == 4 and _best_checkpoint(trainer):
-            weights = _best_checkpoint(trainer)
-        else:  # run_mode 3 (or 4 without a best checkpoint): the weights in memory at the end of fit
-            weights = f"end of training ({self.paths.checkpoints / 'last.ckpt'})"
-        engine.provenance = self.provenance(engine, weights)
-        if hp.run_mode == 2:
-            if ckpt is not None:
-                load_weights_into(engine, ckpt)
-            elif not (hp.preweights_path or hp.load_hf):
+
+    def test_weights(self, trainer: pl.Trainer) -> tuple[Path | None, Any]:
+        """The file to load before testing (None: the engine's weights as they are) and its name for provenance."""
+        hp = self.hp
+        if self.plan.test is TestWeights.GIVEN:
+            if self.ckpt is None and not (hp.preweights_path or hp.load_hf):
                 log.warning(
                     "run_mode 2 without --resume, --preweights_path or --load_hf: testing a randomly initialised model"
                 )
-            trainer.test(engine, datamodule=dm)
-        elif hp.run_mode == 4 and _best_checkpoint(trainer):
-            log.info("Testing the best checkpoint %s", _best_checkpoint(trainer))
-            load_weights_into(engine, Path(_best_checkpoint(trainer)))
-            trainer.test(engine, datamodule=dm)
-        else:
-            trainer.test(engine, datamodule=dm)
+            return self.ckpt, self.ckpt or hp.preweights_path or hp.load_hf
+        best = _best_checkpoint(trainer) if self.plan.test is TestWeights.BEST else ""
+        if best:
+            log.info("Testing the best checkpoint %s", best)
+            return Path(best), best
+        # END_OF_FIT, or BEST without a best checkpoint: the weights in memory at the end of fit
+        return None, f"end of training ({self.paths.checkpoints / 'last.ckpt'})"
 
     def provenance(self, engine: BaseEngine, weights: Any) -> dict[str, Any]:
         """Root attributes of emb.h5 saying which run, weights, seed and code produced it."""
-        from Engineering.outputs.provenance import code_version, provenance_attrs
-
         latent = engine.architecture().get("latent_dim", -1)
         seed = None if self.hp.non_deter else int(self.config.get("seed", 1701))
         return provenance_attrs(self.run_name, str(weights) if weights else None, seed, int(latent), code_version())
 
     def tune(self, trainer: pl.Trainer, engine: BaseEngine, dm: Any) -> None:
         """--auto_bs / --auto_lr through Lightning's tuner, once, with the datamodule (DEFECT 7 fixed)."""
-        from lightning.pytorch.tuner import Tuner
-
         tuner = Tuner(trainer)
         if self.hp.auto_bs:
             tuner.scale_batch_size(engine, datamodule=dm, mode="binsearch")
@@ -243,15 +198,16 @@ class Runner:
 
 
 def _check_run_mode_options(hp: Any) -> None:
-    """Options that cannot work in the chosen run mode are errors before anything is read or written."""
-    if hp.taskID == 1:
-        hp.auto_optim = True  # DiffAE always uses Lightning's automatic optimisation (accumulation, clipping)
-    if int(hp.lr_decay_type) == 2 and hp.run_mode not in (1, 4):
+    """The task's fixed settings apply; options that cannot work in the chosen run mode are errors before anything
+    is read or written."""
+    vars(hp).update(task_of(hp.taskID).fixed)
+    plan = plan_of(hp.run_mode)
+    if int(hp.lr_decay_type) == 2 and not plan.validate:
         raise ConfigError(
             f"--lr_decay_type 2 (ReduceLROnPlateau) monitors val_loss, which run_mode {hp.run_mode} does not compute;"
             " use run_mode 1 or 4, or --lr_decay_type 1"
         )
-    if hp.load_model_4test and not hp.resume and hp.run_mode != 2:
+    if hp.load_model_4test and not hp.resume and plan.fit:
         raise ConfigError(
             f"--load_model_4test tests another run's checkpoint: use it with --run_mode 2 (got {hp.run_mode}),"
             " or add --resume to continue training from that run"
@@ -260,8 +216,6 @@ def _check_run_mode_options(hp: Any) -> None:
 
 def _save_lr_finder(finder: Any, run_dir: Path) -> None:
     """The LR-finder curve as auto_lr.csv, and as auto_lr_graph.png when matplotlib is installed."""
-    import pandas as pd
-
     pd.DataFrame({"lr": finder.results["lr"], "loss": finder.results["loss"]}).to_csv(
         run_dir / "auto_lr.csv", index=False
     )
@@ -353,16 +307,6 @@ def load_pretrained_weights(engine: BaseEngine, path: Path) -> None:
 def _best_checkpoint(trainer: pl.Trainer) -> str:
     cb = trainer.checkpoint_callback
     return getattr(cb, "best_model_path", "") if cb is not None else ""
-
-
-def _task_of(script: str) -> int:
-    return {v: k for k, v in TASKS.items()}[script]
-
-
-def _plain(hp: Any) -> dict[str, Any]:
-    from Engineering.engines.base import plain_hparams
-
-    return plain_hparams(hp)
 
 
 def _apply_resources(hp: Any, resources: Any) -> None:
