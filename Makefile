@@ -27,6 +27,7 @@ lint: venv
 	$(BIN)/ruff check Engineering Executors tests benchmarks
 	$(BIN)/ruff format --check Engineering Executors tests benchmarks
 	$(BIN)/mypy Engineering
+	$(BIN)/lint-imports --no-logo
 
 clean-demo:
 	rm -rf $(DEMO_DIR)

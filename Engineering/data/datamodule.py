@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 from Engineering.data.folds import Fold, read_folds
 from Engineering.data.h5dataset import H5SeriesDataset, list_patients
 from Engineering.data.options import DatasetOptions
+from Engineering.data.samplers import unrepeated_test_sampler
 from Engineering.errors import ConfigError
 from Engineering.transforms import Compose, TransformOptions, build_transforms, parse_shape
 
@@ -246,8 +247,6 @@ class H5DataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         """The test loader; under DDP each rank reads a disjoint, unpadded share (every sample inferred once)."""
-        from Engineering.engines.strategies import unrepeated_test_sampler
-
         loader = self._loader(self.test_ds, "test", False)
         sampler = unrepeated_test_sampler(loader.dataset)
         if sampler is None:

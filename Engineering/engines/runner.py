@@ -24,13 +24,13 @@ from lightning.pytorch.tuner import Tuner
 
 from Engineering.configuration import make_run_name, resolve, run_paths, save_resolved, system_resources
 from Engineering.engines.base import BaseEngine, TestOutputs, plain_hparams
-from Engineering.engines.checkpoints import is_deepspeed_checkpoint, select_checkpoint
 from Engineering.engines.run_plan import TestWeights, plan_of
 from Engineering.engines.strategies import check_run_settings, compile_network, global_rank
 from Engineering.engines.tasks import TASKS, build_engine, task_of, task_of_script
 from Engineering.engines.trainer_setup import build_callbacks, build_loggers, trainer_kwargs
 from Engineering.errors import CheckpointError, ConfigError
 from Engineering.hub import load_into
+from Engineering.hub.checkpoints import is_deepspeed_checkpoint, select_checkpoint
 from Engineering.outputs.provenance import code_version, provenance_attrs
 
 log = logging.getLogger("imlatent")

@@ -242,22 +242,6 @@ def _int(value: str | None, default: int) -> int:
         return default
 
 
-# ---------------------------------------------------------------------------------------------------- test sampling
-def unrepeated_test_sampler(dataset: Any) -> Any | None:
-    """Under an initialised process group of > 1 ranks, a sampler that gives each rank a disjoint, unpadded share.
-
-    Lightning's default DistributedSampler pads the last ranks with repeated samples; the outputs are gathered on
-    rank 0, so every test sample must be inferred exactly once. None when not distributed.
-    """
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return None
-    from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
-
-    return UnrepeatedDistributedSampler(dataset, shuffle=False)
-
-
 def compile_network(engine: Any) -> None:
     """``torch.compile`` the engine's network in place (``nn.Module.compile``), so state-dict keys keep no ``_orig_mod.``."""
     engine.net.compile()

@@ -20,7 +20,8 @@ import yaml
 from torch import Tensor, nn
 
 from Engineering.errors import CheckpointError, ConfigError
-from Engineering.hub.loading import first_line, hub_offline
+from Engineering.hub.checkpoints import select_checkpoint
+from Engineering.hub.loading import first_line, hub_offline, read_state_dict
 
 log = logging.getLogger("imlatent")
 
@@ -285,8 +286,6 @@ def model_card(config: Mapping[str, Any], repo_id: str | None = None, descriptio
 
 def run_checkpoint(run_dir: Path, load_best: bool) -> Path:
     """The run's checkpoint, chosen as ``--resume [--load_best]`` chooses it (shell.md §4.4)."""
-    from Engineering.engines.checkpoints import select_checkpoint
-
     return select_checkpoint(Path(run_dir), load_best)
 
 
@@ -294,8 +293,6 @@ def export_run(
     run_dir: Path, out_dir: Path, load_best: bool = False, repo_id: str | None = None, private: bool = False
 ) -> Path:
     """Export a finished run (its checkpoint's state dict as the engine has it) and optionally push it."""
-    from Engineering.hub.loading import read_state_dict
-
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ConfigError(f"--run_dir {run_dir} is not a folder (expected <save_path>/<run_name>)")

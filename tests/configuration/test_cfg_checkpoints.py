@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from Engineering.engines.checkpoints import resume_checkpoint, select_checkpoint
 from Engineering.errors import CheckpointError
+from Engineering.hub.checkpoints import resume_checkpoint, select_checkpoint
 
 
 def _run(tmp_path: Path, *names: str) -> Path:
@@ -75,7 +75,7 @@ def test_resume_checkpoint(tmp_path: Path) -> None:
 
 
 def test_a_deepspeed_checkpoint_folder_is_a_valid_candidate(tmp_path):
-    from Engineering.engines.checkpoints import checkpoint_problem, select_checkpoint
+    from Engineering.hub.checkpoints import checkpoint_problem, select_checkpoint
 
     folder = tmp_path / "Checkpoints" / "last.ckpt"
     (folder / "checkpoint").mkdir(parents=True)

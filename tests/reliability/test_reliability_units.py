@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 
-from Engineering.engines.checkpoints import checkpoint_problem, select_checkpoint
 from Engineering.engines.reliability import (
     AtomicCheckpointIO,
     NonFiniteLossError,
@@ -20,6 +19,7 @@ from Engineering.engines.reliability import (
     restore_rng_state,
 )
 from Engineering.errors import CheckpointError, ConfigError
+from Engineering.hub.checkpoints import checkpoint_problem, select_checkpoint
 
 
 def _ckpt(path: Path, value: float = 1.0) -> Path:

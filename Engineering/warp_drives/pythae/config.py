@@ -21,8 +21,8 @@ from typing import Any, cast
 from pydantic import ValidationError
 
 from Engineering.errors import ConfigError
+from Engineering.warp_drives.pythae.model_spec import ModelSpec
 from Engineering.warp_drives.pythae.nn import COMPLEX_NN, resolve_nn
-from Engineering.warp_drives.pythae.registry import ModelSpec
 
 log = logging.getLogger("imlatent.pythae")
 

@@ -6,55 +6,11 @@ loses its first ``custom_``; ``vqvae`` is no longer blocked (its ``input_dim`` n
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pythae.models as pm
 
 from Engineering.errors import ConfigError
-
-BASE = "base"
-ADVERSARIAL = "adversarial"
-COUPLED = "coupled"
-COUPLED_ADVERSARIAL = "coupled_adversarial"
-
-PYTHAE_RECON_LOSSES = ("mse", "bce")
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """One registry entry.
-
-    Attributes:
-        key: registry name without ``custom_`` (e.g. ``factor_vae``).
-        description: human description (``PYTHAEMODELID``).
-        model_cls / config_cls: the pythae (or custom) classes.
-        trainer_mode: ``base`` | ``adversarial`` | ``coupled`` | ``coupled_adversarial`` (§2.6).
-        head: encoder head, ``ae`` | ``vae`` | ``svae`` | ``vqvae`` (§2.3 step 3).
-        recon_losses: accepted ``reconstruction_loss`` values, or ``None`` when the model computes its own
-            reconstruction term and ignores the setting (ae, wae, rae_*, vqvae, vaegan, msssim_vae).
-        needs_grad_in_eval: the forward takes autograd gradients (hvae, rhvae, rae_gp), so validation and
-            predict must run with gradients on (DEFECT-9 fix extends the original's rhvae-only ``valgrads``).
-        is_custom: an in-repo model reached with the ``custom_`` prefix.
-        accepts_custom_loss: the model takes ``custom_recon_loss_func`` (``custom``/``custom_masked`` losses).
-        is_complex: a complex-valued model; it needs (and only it may use) ``nn: cvconvnet``.
-    """
-
-    key: str
-    description: str
-    model_cls: type
-    config_cls: type
-    trainer_mode: str = BASE
-    head: str = "vae"
-    recon_losses: tuple[str, ...] | None = PYTHAE_RECON_LOSSES
-    needs_grad_in_eval: bool = False
-    is_custom: bool = False
-    accepts_custom_loss: bool = False
-    is_complex: bool = False
-
-    @property
-    def display_name(self) -> str:
-        """Name as the user types it (``custom_`` prefix for custom models)."""
-        return f"custom_{self.key}" if self.is_custom else self.key
+from Engineering.warp_drives.pythae.custom_models import CUSTOM_MODELS
+from Engineering.warp_drives.pythae.model_spec import ADVERSARIAL, COUPLED, COUPLED_ADVERSARIAL, ModelSpec
 
 
 def _spec(key: str, description: str, model: str, config: str, **kw: object) -> ModelSpec:
@@ -108,23 +64,9 @@ PYTHAE_MODELS: dict[str, ModelSpec] = {
     )
 }
 
-CUSTOM_MODELS: dict[str, ModelSpec] = {}
-
-
-def register_custom(spec: ModelSpec) -> ModelSpec:
-    """Add a custom model (reached as ``custom_<key>``) to the registry and return it."""
-    CUSTOM_MODELS[spec.key] = spec
-    return spec
-
-
-def _load_custom_models() -> None:
-    """Import the custom models package, which registers its models (lazy, to avoid an import cycle)."""
-    import Engineering.warp_drives.pythae.custom_models  # noqa: F401
-
 
 def available_models() -> list[str]:
     """Every accepted ``--pythae_model`` name, built-in first, then ``custom_*``."""
-    _load_custom_models()
     return list(PYTHAE_MODELS) + [f"custom_{k}" for k in CUSTOM_MODELS]
 
 
@@ -133,7 +75,6 @@ def resolve_model(model_name: str) -> ModelSpec:
 
     Any name containing ``custom`` is custom and loses its first ``custom_`` (FAITHFUL, DEFECT-14).
     """
-    _load_custom_models()
     name = str(model_name).strip()
     if "custom" in name:
         key = name.replace("custom_", "", 1)

@@ -26,15 +26,9 @@ from torch import nn
 from Engineering.errors import ConfigError
 from Engineering.warp_drives.pythae.config import ResolvedConfig, resolve_config
 from Engineering.warp_drives.pythae.groups import OptimiserGroup
+from Engineering.warp_drives.pythae.model_spec import ADVERSARIAL, BASE, COUPLED, COUPLED_ADVERSARIAL, ModelSpec
 from Engineering.warp_drives.pythae.nn import ConvDiscriminator, build_nets
-from Engineering.warp_drives.pythae.registry import (
-    ADVERSARIAL,
-    BASE,
-    COUPLED,
-    COUPLED_ADVERSARIAL,
-    ModelSpec,
-    resolve_model,
-)
+from Engineering.warp_drives.pythae.registry import resolve_model
 from Engineering.warp_drives.pythae.wrappers import LSTM_WRAPPABLE, LSTMFactorVAE, LSTMOptions
 
 _GROUPS: dict[str, tuple[OptimiserGroup, ...]] = {

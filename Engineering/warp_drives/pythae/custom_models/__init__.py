@@ -1,4 +1,4 @@
-"""In-repo (custom) pythae models, reached as ``custom_<name>`` (pythae.md §4); registered on import."""
+"""In-repo (custom) pythae models, reached as ``custom_<name>`` (pythae.md §4): their table, ``CUSTOM_MODELS``."""
 
 from __future__ import annotations
 
@@ -26,33 +26,13 @@ from Engineering.warp_drives.pythae.custom_models.ultra import (
     UltraVAE,
     UltraVAEConfig,
 )
-from Engineering.warp_drives.pythae.registry import ADVERSARIAL, BASE, ModelSpec, register_custom
+from Engineering.warp_drives.pythae.model_spec import ADVERSARIAL, BASE, ModelSpec
 
-register_custom(
-    ModelSpec(
-        key="factor_vae",
-        description="FactorVAE with summed mse/bce/l1 reconstruction (custom)",
-        model_cls=CustomFactorVAE,
-        config_cls=CustomFactorVAEConfig,
-        trainer_mode=ADVERSARIAL,
-        recon_losses=CUSTOM_FACTOR_VAE_LOSSES,
-        is_custom=True,
-        accepts_custom_loss=True,
-    )
-)
-
-_config: type  # both registration loops below bind it, to different config classes
-for _key, _description, _model, _config, _mode in (
+_ULTRA = (
     ("ultra_vae", "VAE with a phenotype head (custom)", UltraVAE, UltraVAEConfig, BASE),
     ("ultra_cevae", "Context-encoding VAE (StRegA) with a phenotype head (custom)", UltraCEVAE, UltraCEVAEConfig, BASE),
     ("ultra_factor_vae", "FactorVAE with a phenotype head (custom)", UltraFactorVAE, UltraFactorVAEConfig, ADVERSARIAL),
-):
-    register_custom(ModelSpec(_key, _description, _model, _config, _mode, recon_losses=ULTRA_LOSSES, is_custom=True))
-
-register_custom(
-    ModelSpec("ivaes", "iVAE / IDVAE / CI-iVAE (custom)", iVAEs, iVAEsConfig, BASE, recon_losses=None, is_custom=True)
 )
-
 _COMPLEX = (
     ("complex_ae", "Complex-valued AE (custom)", CVAE, CVAEConfig, BASE, CVAE_LOSSES),
     ("complex_vae", "Complex-valued VAE (custom)", CVVAE, CVVAEConfig, BASE, CVVAE_LOSSES),
@@ -65,22 +45,47 @@ _COMPLEX = (
         CVFACTOR_LOSSES,
     ),
 )
-for _key, _description, _model, _config, _mode, _losses in _COMPLEX:
-    register_custom(
+
+#: key (without ``custom_``) -> spec, in the order ``--help`` and error messages list them
+CUSTOM_MODELS: dict[str, ModelSpec] = {
+    spec.key: spec
+    for spec in (
         ModelSpec(
-            _key,
-            _description,
-            _model,
-            _config,
-            _mode,
-            recon_losses=_losses,
+            key="factor_vae",
+            description="FactorVAE with summed mse/bce/l1 reconstruction (custom)",
+            model_cls=CustomFactorVAE,
+            config_cls=CustomFactorVAEConfig,
+            trainer_mode=ADVERSARIAL,
+            recon_losses=CUSTOM_FACTOR_VAE_LOSSES,
             is_custom=True,
-            is_complex=True,
-            accepts_custom_loss="custom" in _losses,
-        )
+            accepts_custom_loss=True,
+        ),
+        *(
+            ModelSpec(key, description, model, config, mode, recon_losses=ULTRA_LOSSES, is_custom=True)
+            for key, description, model, config, mode in _ULTRA
+        ),
+        ModelSpec(
+            "ivaes", "iVAE / IDVAE / CI-iVAE (custom)", iVAEs, iVAEsConfig, BASE, recon_losses=None, is_custom=True
+        ),
+        *(
+            ModelSpec(
+                key,
+                description,
+                model,
+                config,
+                mode,
+                recon_losses=losses,
+                is_custom=True,
+                is_complex=True,
+                accepts_custom_loss="custom" in losses,
+            )
+            for key, description, model, config, mode, losses in _COMPLEX
+        ),
     )
+}
 
 __all__ = [
+    "CUSTOM_MODELS",
     "CVAE",
     "CVFactorVAE",
     "CVVAE",
