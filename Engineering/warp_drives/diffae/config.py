@@ -16,6 +16,8 @@ from typing import Any
 from Engineering.errors import ConfigError
 from Engineering.science.diffusion import space_timesteps
 
+from .shapes import attention_levels, check_input_shape
+
 # Fields computed from others in ``_refresh``; a YAML override of these would be overwritten silently.
 _DERIVED = ("img_size", "n_dims", "group_norm_limit")
 # Run-time values that come from the CLI, not from YAML ``model.DiffAE``.
@@ -182,14 +184,12 @@ class DiffAEConfig:
             space_timesteps(self.T, getattr(self, name))
 
     def _validate_spatial(self) -> None:
-        """Every resampled axis must halve exactly once per level of the UNet and of the deeper semantic encoder."""
-        factor = 2 ** (max(len(self.net_ch_mult), len(self.net_enc_channel_mult)) - 1)
-        resampled = self.input_shape[1:] if (self.is3D and self.keep_depth) else self.input_shape
-        if any(s % factor for s in resampled):
-            raise ConfigError(
-                f"input_shape {self.input_shape!r}: resampled axes {resampled!r} must be divisible by {factor} "
-                f"(net_ch_mult {self.net_ch_mult!r}, net_enc_channel_mult {self.net_enc_channel_mult!r})"
-            )
+        """The network must be able to take input_shape (rule derived from the levels: see shapes.py)."""
+        check_input_shape(self.input_shape, self.is3D, self.keep_depth, self.net_ch_mult, self.net_enc_channel_mult)
+
+    def attention_levels(self) -> list[int]:
+        """UNet levels with attention blocks, placed by the nominal counter from ``img_size`` (D7)."""
+        return attention_levels(self.img_size, len(self.net_ch_mult), self.net_attn)
 
 
 def _coerce(key: str, value: Any, annotation: Any, current: Any) -> Any:
