@@ -24,6 +24,7 @@ from Engineering.data.options import DatasetOptions
 from Engineering.data.samplers import unrepeated_test_sampler
 from Engineering.errors import ConfigError
 from Engineering.transforms import Compose, TransformOptions, build_transforms, parse_shape
+from Engineering.transforms.spatial import describe_fit
 
 log = logging.getLogger("imlatent.data")
 
@@ -122,6 +123,7 @@ class H5DataModule(L.LightningDataModule):
         self.test_ds: H5SeriesDataset | None = None
         self.predict_ds: H5SeriesDataset | None = None
         self.recon_subjects: set[str] = set()
+        self._shapes_announced = False
 
     @classmethod
     def from_hparams(
@@ -201,6 +203,31 @@ class H5DataModule(L.LightningDataModule):
             self.recon_subjects = choose_recon_subjects(ids, self.n_save_recon_subs, self.save_recon_subs)
         if stage == "predict" and self.predict_ds is None:
             self.predict_ds = H5SeriesDataset(self.h5_path, None, self.dataset_options, self.eval_transform, "predict")
+        self._announce_shapes()
+
+    def _announce_shapes(self) -> None:
+        """Once: say how the data's shape becomes the network's input shape; warn when most of it is padding."""
+        built = [
+            (name, ds)
+            for name, ds in (("train", self.train_ds), ("test", self.test_ds), ("predict", self.predict_ds))
+            if ds is not None
+        ]
+        if self._shapes_announced or not built:
+            return
+        self._shapes_announced = True
+        split, ds = built[0]
+        opts = self.transform_options
+        shape = ds.fetch(0)["inp"]["data"].shape
+        ds.close()  # the loaders' workers open their own handles
+        line, share = describe_fit(shape, opts.input_shape, opts.interp_fact, opts.croppad)
+        log.info("Input shapes (first %s sample): %s", split, line)
+        if share > 0.5:
+            log.warning(
+                "%.0f%% of the network input is zero padding: --input_shape %s is much larger than the data; "
+                "a crop closer to the data's shape trains on less padding",
+                100 * share,
+                ",".join(map(str, opts.input_shape)),
+            )
 
     @property
     def batch_size(self) -> int:

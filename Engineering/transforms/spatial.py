@@ -7,6 +7,7 @@ so it always has the data's shape (DEFECT 14/15 of the original fixed).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -117,3 +118,42 @@ class RandomApply:
             for t in self.transforms:
                 sample = t(sample)
         return sample
+
+
+def _times(shape: Sequence[int]) -> str:
+    return "×".join(str(int(s)) for s in shape)
+
+
+def describe_fit(
+    data_shape: Sequence[int], input_shape: Sequence[int], interp_fact: float = 1.0, croppad: bool = True
+) -> tuple[str, float]:
+    """What the transforms do between a sample and the network input, as one line, and the share of padding.
+
+    ``data_shape`` is a sample as read (optionally with a leading channel axis, which is left alone);
+    ``input_shape`` the network's spatial shape. The zoom (``interp_fact``) is applied first, as in the chain.
+    Returns (line, padding share = fraction of network-input voxels that are zero padding).
+    """
+    target = tuple(int(s) for s in input_shape)
+    data = tuple(int(s) for s in data_shape)
+    zoomed = tuple(int(round(s * interp_fact)) for s in data) if interp_fact != 1 else data
+    spatial = zoomed[len(zoomed) - len(target) :]
+    names = ("D", "H", "W")[3 - len(target) :] if len(target) <= 3 else tuple(f"axis{i}" for i in range(len(target)))
+    text = f"data {_times(data)}"
+    if zoomed != data:
+        text += f" zoomed ×{interp_fact:g} to {_times(zoomed)}"
+    text += f" → network input {_times(target)}"
+    if len(spatial) != len(target):
+        return f"{text}: the sample has fewer axes than --input_shape", 0.0
+    if not croppad:
+        same = spatial == target
+        return f"{text}: no crop/pad (--croppad off){'' if same else ', the sizes differ'}", 0.0
+    steps = []
+    for name, have, want in zip(names, spatial, target, strict=True):
+        if have == want:
+            steps.append(f"{name} kept")
+        elif have > want:
+            steps.append(f"{name} crop {have}→{want}")
+        else:
+            steps.append(f"{name} pad {have}→{want}")
+    share = 1.0 - math.prod(min(h, w) for h, w in zip(spatial, target, strict=True)) / math.prod(target)
+    return f"{text}: {', '.join(steps)}; {100 * share:.1f}% of the input voxels are added padding", share
