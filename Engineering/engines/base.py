@@ -162,18 +162,18 @@ class BaseEngine(pl.LightningModule):
         return {"optimizer": optimiser, "lr_scheduler": sched}
 
     def on_train_epoch_end(self) -> None:
-        """Under manual optimisation Lightning does not step LR schedulers: step them once per epoch here."""
+        """Under manual optimisation Lightning does not step LR schedulers: step each (one per optimiser) once per
+        epoch here; ReduceLROnPlateau steps on ``val_loss`` when the epoch computed it."""
         if self.automatic_optimization:
             return
-        sched = self.lr_schedulers()
-        if sched is None:
-            return
-        if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            val_loss = self.trainer.callback_metrics.get("val_loss")
-            if val_loss is not None:
+        scheds = self.lr_schedulers()
+        scheds = scheds if isinstance(scheds, list) else [] if scheds is None else [scheds]
+        val_loss = self.trainer.callback_metrics.get("val_loss")
+        for sched in scheds:
+            if not isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                sched.step()
+            elif val_loss is not None:
                 sched.step(float(val_loss))
-        else:
-            cast(torch.optim.lr_scheduler.LRScheduler, sched).step()  # manual optimisation: one scheduler
 
     def architecture(self) -> dict[str, Any]:
         """Values that fix the network's shape, compared with a pretrained repository's config.json."""

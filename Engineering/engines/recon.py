@@ -100,19 +100,6 @@ class ReconEngine(BaseEngine):
             configs.append(entry)
         return configs[0] if len(configs) == 1 else configs
 
-    def on_train_epoch_end(self) -> None:
-        """Under manual optimisation step every scheduler once per epoch (one per optimiser)."""
-        if self.automatic_optimization:
-            return
-        scheds = self.lr_schedulers()
-        scheds = scheds if isinstance(scheds, list) else [] if scheds is None else [scheds]
-        val_loss = self.trainer.callback_metrics.get("val_loss")
-        for sched in scheds:
-            if not isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                sched.step()
-            elif val_loss is not None:
-                sched.step(float(val_loss))
-
     def _clipper(self) -> Any | None:
         algo = self.hp.get("grad_clip_algo") or None
         value = self.hp.get("grad_clip_val")

@@ -1,8 +1,8 @@
-"""Layer factory shared by the 2D and 3D networks (guided-diffusion ``nn.py`` style).
+"""The one layer factory of the 2D and 3D networks (DiffAE and the pythae drive's nets), guided-diffusion style.
 
 Every spatial layer is made here from the number of spatial dims, so network code never names
-``Conv2d``/``Conv3d`` directly. Resampling takes an explicit ``keep_depth`` switch: the original 3D
-networks resample only H and W and keep the depth axis (diffae.md §2.1, D8).
+``Conv2d``/``Conv3d`` directly and 2D versus 3D is decided in one place. Resampling takes an explicit
+``keep_depth`` switch: the original 3D networks resample only H and W and keep the depth axis (diffae.md §2.1, D8).
 """
 
 from __future__ import annotations
@@ -16,6 +16,12 @@ from torch import nn
 from Engineering.errors import ConfigError
 
 _CONVS: dict[int, type[nn.Module]] = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
+_CONV_TRANSPOSES: dict[int, type[nn.Module]] = {
+    1: nn.ConvTranspose1d,
+    2: nn.ConvTranspose2d,
+    3: nn.ConvTranspose3d,
+}
+_BATCH_NORMS: dict[int, type[nn.Module]] = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
 _AVG_POOLS: dict[int, type[nn.Module]] = {1: nn.AvgPool1d, 2: nn.AvgPool2d, 3: nn.AvgPool3d}
 _ADAPTIVE_AVG_POOLS: dict[int, type[nn.Module]] = {
     1: nn.AdaptiveAvgPool1d,
@@ -34,6 +40,16 @@ def check_dims(dims: int) -> int:
 def conv_nd(dims: int, *args, **kwargs) -> nn.Module:
     """A 1D/2D/3D convolution (``nn.ConvNd(*args, **kwargs)``)."""
     return _CONVS[check_dims(dims)](*args, **kwargs)
+
+
+def conv_transpose_nd(dims: int, *args, **kwargs) -> nn.Module:
+    """A 1D/2D/3D transposed convolution (``nn.ConvTransposeNd(*args, **kwargs)``)."""
+    return _CONV_TRANSPOSES[check_dims(dims)](*args, **kwargs)
+
+
+def batch_norm_nd(dims: int, *args, **kwargs) -> nn.Module:
+    """A 1D/2D/3D batch norm (``nn.BatchNormNd(*args, **kwargs)``)."""
+    return _BATCH_NORMS[check_dims(dims)](*args, **kwargs)
 
 
 def avg_pool_nd(dims: int, *args, **kwargs) -> nn.Module:

@@ -102,6 +102,24 @@ def test_lr_decay_types_build_the_configured_schedulers():
         build_lr_scheduler(5, cfg, opt)
 
 
+@pytest.mark.parametrize("as_list", [False, True], ids=["one-scheduler", "one-per-optimiser"])
+def test_manual_optimisation_steps_every_scheduler_once_per_epoch(as_list):
+    from types import SimpleNamespace
+
+    from Engineering.engines.recon import ReconEngine
+
+    engine = ReconEngine({"modelID": -1, "auto_optim": False}, {})
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    step = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
+    plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(torch.optim.SGD([torch.zeros(1)], lr=1.0), patience=0)
+    engine.lr_schedulers = lambda: [step, plateau] if as_list else step
+    engine._trainer = SimpleNamespace(callback_metrics={"val_loss": torch.tensor(2.0)})
+    engine.on_train_epoch_end()
+    engine.on_train_epoch_end()
+    assert step.last_epoch == 2 and opt.param_groups[0]["lr"] == 0.25
+    assert plateau.best == (2.0 if as_list else float("inf"))  # stepped with val_loss only when it is scheduled
+
+
 def test_options_that_cannot_work_in_the_run_mode_are_errors():
     from Engineering.engines.runner import _check_run_mode_options
 

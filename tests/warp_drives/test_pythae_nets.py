@@ -7,7 +7,6 @@ import torch
 
 from Engineering.errors import ConfigError
 from Engineering.warp_drives.pythae.nn import ConvDiscriminator, build_nets, resolve_nn
-from Engineering.warp_drives.pythae.nn.layers import conv_nd
 
 SHAPES = {"2d": (16, 16), "3d": (16, 16, 16)}
 C, F, L, B = 2, 4, 8, 3
@@ -84,8 +83,8 @@ def test_bad_spatial_sizes_name_valid_ones(family: str, shape: tuple[int, ...], 
 def test_bad_sizes_and_dims() -> None:
     with pytest.raises(ConfigError, match="n_features=0 must be a positive integer"):
         build_nets("convnet", "vae", 2, (16, 16), C, 0, L)
-    with pytest.raises(ConfigError, match="dims=1"):
-        conv_nd(1, 1, 1, 3)
+    with pytest.raises(ConfigError, match="dims=1 is not supported; the pythae nets take dims 2 or 3"):
+        build_nets("convnet", "vae", 1, (16,), C, F, L)
     with pytest.raises(ConfigError, match="has 2 spatial axes but the 3-D nets need 3"):
         build_nets("convnet", "vae", 3, (16, 16), C, F, L)
 

@@ -1,5 +1,6 @@
 """Shared pieces of the MED encoders/decoders: the depth-indexed forward that pythae's ``output_layer_levels`` needs,
-and the linear heads (AE / VAE / SVAE) that turn the flattened trunk into pythae's ``ModelOutput`` keys."""
+the linear heads (AE / VAE / SVAE) that turn the flattened trunk into pythae's ``ModelOutput`` keys, and the size
+checks. The layers themselves come from the one 2D/3D factory, :mod:`Engineering.science.nn_utils`."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from torch import nn
 from Engineering.errors import ConfigError
 
 HEAD_KINDS = ("ae", "vae", "svae")
+PYTHAE_DIMS = (2, 3)
 
 
 def check_levels(output_layer_levels: Sequence[int] | None, depth: int) -> int:
@@ -88,3 +90,36 @@ def check_net_sizes(in_channels: int, n_features: int, latent_dim: int) -> None:
 def prod(values: Sequence[int]) -> int:
     """Product of the sizes (1 for an empty sequence)."""
     return math.prod(values)
+
+
+def check_spatial_shape(spatial_shape: Sequence[int], dims: int, multiple: int, family: str) -> tuple[int, ...]:
+    """Validate that every spatial size is a positive multiple of ``multiple`` and at least 16.
+
+    The ConvNet encoder halves every axis four times (so each axis needs ≥ 16) and its decoder rebuilds
+    ``8·(s//8)``; the ResNet pair needs ``s % 16 == 0``. The original crashed or silently returned a smaller
+    image (DEFECT-33); here a wrong size is a :class:`ConfigError` that names the nearest valid sizes.
+
+    Args:
+        spatial_shape: spatial sizes only, no channel axis, e.g. ``(16, 16)`` or ``(56, 128, 128)``.
+        dims: 2 or 3; must equal ``len(spatial_shape)``.
+        multiple: 8 (ConvNet) or 16 (ResNet).
+        family: network family name, used in the message.
+
+    Returns:
+        The shape as a tuple of ints.
+    """
+    shape = tuple(int(s) for s in spatial_shape)
+    if dims not in PYTHAE_DIMS:
+        raise ConfigError(f"dims={dims!r} is not supported; the pythae nets take dims 2 or 3")
+    if len(shape) != dims:
+        raise ConfigError(f"input_shape {shape} has {len(shape)} spatial axes but the {dims}-D nets need {dims}")
+    for axis, size in enumerate(shape):
+        if size < 16 or size % multiple:
+            lower = max(16, size - size % multiple)
+            near = sorted({lower, lower + multiple if size > lower else lower})
+            raise ConfigError(
+                f"input_shape {shape}: axis {axis} has size {size}, but the {family} nets need every spatial size "
+                f"to be a multiple of {multiple} and at least 16 (valid sizes near it: {', '.join(map(str, near))}); "
+                f"crop or pad the data (e.g. --input_shape) to such a size"
+            )
+    return shape

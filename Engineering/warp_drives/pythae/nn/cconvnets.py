@@ -15,7 +15,8 @@ from pythae.models.base.base_utils import ModelOutput
 from pythae.models.nn import BaseDecoder, BaseEncoder
 from torch import nn
 
-from Engineering.warp_drives.pythae.nn.base import check_net_sizes, prod, run_layers
+from Engineering.science.nn_utils import batch_norm_nd, conv_nd, conv_transpose_nd
+from Engineering.warp_drives.pythae.nn.base import check_net_sizes, check_spatial_shape, prod, run_layers
 from Engineering.warp_drives.pythae.nn.complex_layers import (
     ComplexBatchNorm,
     ComplexPair,
@@ -24,7 +25,6 @@ from Engineering.warp_drives.pythae.nn.complex_layers import (
     interleave,
 )
 from Engineering.warp_drives.pythae.nn.convnets import CONV_MULTIPLE, _Reshape
-from Engineering.warp_drives.pythae.nn.layers import batch_norm_nd, check_spatial_shape, conv_nd, conv_transpose_nd
 
 
 def _cblock(dims: int, layer: ComplexPair, channels: int) -> nn.Sequential:

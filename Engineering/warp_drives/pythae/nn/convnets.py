@@ -14,8 +14,8 @@ from pythae.models.base.base_utils import ModelOutput
 from pythae.models.nn import BaseDecoder, BaseDiscriminator, BaseEncoder
 from torch import nn
 
-from Engineering.warp_drives.pythae.nn.base import LatentHeads, check_net_sizes, prod, run_layers
-from Engineering.warp_drives.pythae.nn.layers import batch_norm_nd, check_spatial_shape, conv_nd, conv_transpose_nd
+from Engineering.science.nn_utils import batch_norm_nd, conv_nd, conv_transpose_nd
+from Engineering.warp_drives.pythae.nn.base import LatentHeads, check_net_sizes, check_spatial_shape, prod, run_layers
 
 CONV_MULTIPLE = 8
 

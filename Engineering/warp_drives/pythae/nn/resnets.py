@@ -14,9 +14,9 @@ from pythae.models.base.base_utils import ModelOutput
 from pythae.models.nn import BaseDecoder, BaseEncoder
 from torch import nn
 
-from Engineering.warp_drives.pythae.nn.base import LatentHeads, check_net_sizes, prod, run_layers
+from Engineering.science.nn_utils import conv_nd, conv_transpose_nd
+from Engineering.warp_drives.pythae.nn.base import LatentHeads, check_net_sizes, check_spatial_shape, prod, run_layers
 from Engineering.warp_drives.pythae.nn.convnets import _Reshape
-from Engineering.warp_drives.pythae.nn.layers import check_spatial_shape, conv_nd, conv_transpose_nd
 
 RESNET_MULTIPLE = 16
 
