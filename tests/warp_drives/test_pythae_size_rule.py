@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from Engineering.errors import ConfigError
-from Engineering.warp_drives.pythae.nn import convnets, layers, resnets
+from Engineering.warp_drives.pythae.nn import base, convnets, resnets
 
 
 def _takes(encoder_cls, decoder_cls, size: int) -> bool:
@@ -35,7 +35,7 @@ def _takes(encoder_cls, decoder_cls, size: int) -> bool:
 def test_size_rule_is_what_the_nets_take(monkeypatch, module, encoder_cls, decoder_cls, multiple):
     def accepts(size: int) -> bool:
         try:
-            layers.check_spatial_shape((size, 32), 2, multiple, "test")
+            base.check_spatial_shape((size, 32), 2, multiple, "test")
         except ConfigError:
             return False
         return True
