@@ -26,6 +26,7 @@ from Engineering.outputs.h5writer import KEY_DEPTH, write_results_h5
 
 KEY_COLUMNS = ("subID", "fieldID", "instanceID", "data_tag")
 GWAS_ID_COLUMNS = ("FID", "IID")
+VISIT_COLUMN = "visit"  # the imaging visit, in GWAS tables that keep every visit
 _SEPARATORS = {".csv": ",", ".tsv": "\t", ".txt": "\t", ".pheno": "\t"}
 
 
@@ -90,8 +91,8 @@ def emb_table(
 
 
 def latent_columns(table: pd.DataFrame) -> list[str]:
-    """The latent columns of a table: every column that is not a key or GWAS ID column."""
-    return [c for c in table.columns if c not in KEY_COLUMNS and c not in GWAS_ID_COLUMNS]
+    """The latent columns of a table: every column that is not a key, GWAS ID or visit column."""
+    return [c for c in table.columns if c not in KEY_COLUMNS and c not in GWAS_ID_COLUMNS and c != VISIT_COLUMN]
 
 
 def visit_of(instance_ids: pd.Series) -> pd.Series:
@@ -116,23 +117,33 @@ def apply_visit_rule(table: pd.DataFrame, preferred: int = 2, fallback: int = 3)
     return table.loc[keep].reset_index(drop=True)
 
 
-def gwas_table(table: pd.DataFrame) -> pd.DataFrame:
-    """``FID, IID, <latent columns>`` with one row per subject, sorted by subject ID.
+def gwas_table(table: pd.DataFrame, visit_column: bool = False) -> pd.DataFrame:
+    """``FID, IID, [visit,] <latent columns>``: visit-2 rows first, then visit 3, …; by subject ID within a visit.
 
-    Raises :class:`DataError` if a subject has several rows (several visits/arrays/data tags), which would give
-    duplicated FIDs in the phenotype file; apply the visit rule and select one data tag first.
+    With the visit rule applied this is the companion's order (outputs_and_consumers.md §3.2 check 9): the visit-2
+    subjects, then the visit-3-only subjects. Without ``visit_column`` each subject must have one row; with it, one
+    row per (subject, visit), and the visit number is written after IID.
+
+    Raises :class:`DataError` if a subject (or subject and visit) has several rows (several arrays or data tags),
+    which would give duplicated IDs in the phenotype file; apply the visit rule and select one data tag first.
     """
-    counts = table["subID"].value_counts()
-    dup = counts[counts > 1]
-    if len(dup):
-        sub = int(dup.index[0])
-        keys = table.loc[table["subID"] == sub, ["instanceID", "data_tag"]].astype(str).agg("/".join, axis=1)
+    visit = visit_of(table["instanceID"])
+    keyed = table.assign(**{VISIT_COLUMN: visit.to_numpy()})
+    key = ["subID", VISIT_COLUMN] if visit_column else ["subID"]
+    dup = keyed.duplicated(key, keep=False)
+    if dup.any():
+        first = keyed.loc[dup].iloc[0]
+        same = (keyed[key] == first[key]).all(axis=1)
+        keys = keyed.loc[same, ["instanceID", "data_tag"]].astype(str).agg("/".join, axis=1)
         raise DataError(
-            f"subject {sub} has {int(dup.iloc[0])} rows ({', '.join(keys)}); expected one row per subject for the "
-            "GWAS layout: apply --visit-rule and/or choose one --data-tags value"
+            f"subject {int(first['subID'])} has {int(same.sum())} rows ({', '.join(keys)}); expected one row per "
+            f"{'subject and visit' if visit_column else 'subject'} for the GWAS layout: apply the visit rule "
+            "and/or choose one --data-tags value"
         )
-    out = table.sort_values("subID", kind="stable").reset_index(drop=True)
+    out = keyed.sort_values([VISIT_COLUMN, "subID"], kind="stable").reset_index(drop=True)
     ids = pd.DataFrame({"FID": out["subID"].astype("int64"), "IID": out["subID"].astype("int64")})
+    if visit_column:
+        ids[VISIT_COLUMN] = out[VISIT_COLUMN].astype("int64")
     return pd.concat([ids, out[latent_columns(out)]], axis=1)
 
 
@@ -140,7 +151,8 @@ def write_table(table: pd.DataFrame, path: str | Path, gwas: bool = False) -> Pa
     """Write ``table`` by extension: ``.csv`` (comma), ``.tsv``/``.txt``/``.pheno`` (tab), ``.parquet``.
 
     ``gwas`` forces the whitespace (tab) layout the regenie/plink consumers read, whatever the extension, except
-    Parquet, which is refused for it. Floats are written with full precision (``repr``) in text formats.
+    Parquet, which is refused for it, and writes missing values as ``NA`` (an empty field would shift regenie's
+    columns). Floats are written with full precision (17 significant digits) in text formats.
     """
     path = Path(path)
     ext = path.suffix.lower()
@@ -156,7 +168,7 @@ def write_table(table: pd.DataFrame, path: str | Path, gwas: bool = False) -> Pa
     if ext not in _SEPARATORS:
         raise DataError(f"output {path}: extension {ext or '(none)'!r} is unknown; expected .csv, .tsv or .parquet")
     sep = "\t" if gwas else _SEPARATORS[ext]
-    table.to_csv(path, sep=sep, index=False, float_format="%.17g")
+    table.to_csv(path, sep=sep, index=False, float_format="%.17g", na_rep="NA" if gwas else "")
     return path
 
 

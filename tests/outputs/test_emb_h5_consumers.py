@@ -1,10 +1,12 @@
-"""outputs_and_consumers.md §3.2: a tiny emb.h5 written by our writer passes the structural checks and the
-re-stated consumer behaviours (per-scan table, legacy emb.npy, GWAS phenotype TSV, multi-seed merge,
-incremental-run merge, 4-way key split, recon/metrics siblings). The consumers are re-stated from the spec."""
+"""outputs_and_consumers.md §3.2: the emb.h5 of a real tiny training run (tests/outputs/conftest.py) passes the
+structural checks and the re-stated consumer behaviours (per-scan table, legacy emb.npy, GWAS phenotype TSV,
+multi-seed merge, incremental-run merge, 4-way key split, recon/metrics siblings), and our own export equals them
+(check 13). The consumers are re-stated from the spec."""
 
 from __future__ import annotations
 
 import re
+import shutil
 import warnings
 from pathlib import Path
 
@@ -13,32 +15,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from Engineering.outputs import ResultHolder, check_emb_h5, write_metrics, write_results_h5
-from Engineering.science.metrics import Evaluator
+from Engineering.data.demo import FIELD, SERIES
+from Engineering.outputs import check_emb_h5
+from Engineering.outputs.latent_tables import export_latents
+from tests.outputs.conftest import LATENT as L
+from tests.outputs.conftest import TinyRuns, infer
 
-L = 8
-FIELD = "20208"
-TAG = "primary_LAX_4Ch_transverse_0"
-# fixture of §3.3 after selection: 8 subjects 2_0 only, 2 with 2_0 and 3_0, 1 with 3_0 only
-SCANS = [(f"{1000000 + n}", "2_0") for n in range(1, 11)] + [("1000009", "3_0"), ("1000010", "3_0"), ("1000011", "3_0")]
-KEYS = sorted(f"{sub}/{FIELD}/{inst}/{TAG}" for sub, inst in SCANS)
+pytestmark = pytest.mark.slow  # every test reads the latents of the session's tiny training runs
 
 
-def _latent(key: str, seed: int) -> np.ndarray:
-    """A stand-in encoder: a deterministic latent per (scan, seed)."""
-    rng = np.random.default_rng([seed, *(int(c) for c in re.findall(r"\d+", key))])
-    return rng.standard_normal(L).astype(np.float32)
-
-
-def _run_inference(out_dir: Path, seed: int, keys: list[str] = KEYS, batch: int = 4) -> Path:
-    holder = ResultHolder()
-    for s in range(0, len(keys), batch):
-        chunk = keys[s : s + batch]
-        zeros = [0] * len(chunk)
-        holder.add(chunk, (zeros, zeros, zeros), np.stack([_latent(k, seed) for k in chunk]))
-    path = out_dir / "emb.h5"
-    write_results_h5(path, holder.to_dense())
-    return path
+def _datasets(path: Path) -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
+    with h5py.File(path, "r", swmr=True) as f:
+        f.visititems(lambda name, obj: out.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
+    return out
 
 
 def _process_embs(path: Path, prep_zs: bool) -> pd.DataFrame:
@@ -61,7 +51,8 @@ def _process_embs(path: Path, prep_zs: bool) -> pd.DataFrame:
 
 def _finalise(npy: Path, out_dir: Path) -> pd.DataFrame:
     """Re-statement of prep_latents.finalise_latentDFs with the quantile transform on."""
-    qt = pytest.importorskip("sklearn.preprocessing").QuantileTransformer
+    from sklearn.preprocessing import QuantileTransformer as qt
+
     df = pd.DataFrame(np.load(npy, allow_pickle=True), columns=["id", "dataset", "MRIvisit", "data_tag", "Zs"])
     df["id"] = df["id"].astype(int)
     df["MRIvisit"] = df["MRIvisit"].map(lambda s: int(s[0]))
@@ -80,54 +71,75 @@ def _finalise(npy: Path, out_dir: Path) -> pd.DataFrame:
     return raw
 
 
-@pytest.fixture
-def emb_path(tmp_path: Path) -> Path:
-    return _run_inference(tmp_path / "run_seed_1701" / "Output_fullDS", seed=1701)
+@pytest.fixture(scope="module")
+def emb_path(tiny_runs: TinyRuns) -> Path:
+    return tiny_runs.output(1701) / "emb.h5"
 
 
-def test_checks_1_to_5_structure_ids_dtype(emb_path: Path) -> None:
+@pytest.fixture(scope="module")
+def halves(tiny_runs: TinyRuns, tmp_path_factory) -> list[Path]:
+    """Two inference runs of seed 1701 with batch size 1, on files holding half of the patients each."""
+    outs = []
+    for n, patients in enumerate((tiny_runs.patients[:4], tiny_runs.patients[4:])):
+        datadir = tmp_path_factory.mktemp(f"half{n}")
+        with h5py.File(tiny_runs.datadir / "data.h5", "r") as src, h5py.File(datadir / "data.h5", "w") as dst:
+            for pid in patients:
+                src.copy(src[pid], dst, name=pid)
+        shutil.copy(tiny_runs.datadir / "folds.csv", datadir / "folds.csv")
+        outs.append(infer(tiny_runs, 1701, f"half{n}", "--batch_size", "1", datadir=datadir))
+    return outs
+
+
+def test_checks_1_to_5_structure_ids_dtype(tiny_runs: TinyRuns, emb_path: Path) -> None:
     assert emb_path.name == "emb.h5" and emb_path.parent.name == "Output_fullDS"
-    assert check_emb_h5(emb_path, expected_keys=KEYS, latent_dim=L) == []
-    with h5py.File(emb_path, "r", swmr=True) as f:
-        for key in KEYS:
-            sub, field, inst, tag = key.split("/")
-            assert re.fullmatch(r"\d{7}", sub) and re.fullmatch(r"[23]_\d+", inst) and tag == TAG
-            assert f[key].shape == (1, 1, 1, L) and f[key].dtype == np.float64
-            assert np.isfinite(f[key][()]).all()
-            np.testing.assert_array_equal(f[key][0, 0, 0], _latent(key, 1701))
+    assert check_emb_h5(emb_path, expected_keys=tiny_runs.expected_keys, latent_dim=L) == []
+    for key, value in _datasets(emb_path).items():
+        sub, field, inst, tag = key.split("/")
+        assert re.fullmatch(r"\d{7}", sub) and re.fullmatch(r"[23]_\d+", inst) and field == FIELD and tag == SERIES
+        assert value.shape == (1, 1, 1, L) and value.dtype == np.float64 and np.isfinite(value).all()
+    with h5py.File(emb_path, "r") as f:
+        assert int(f.attrs["imlatent_seed"]) == 1701
 
 
-def test_check_6_batch_size_and_order_do_not_change_latents(tmp_path: Path, emb_path: Path) -> None:
-    other = _run_inference(tmp_path / "b1", seed=1701, keys=KEYS[::-1], batch=1)
-    with h5py.File(emb_path, "r") as a, h5py.File(other, "r") as b:
-        for key in KEYS:
-            np.testing.assert_array_equal(a[key][()], b[key][()])
+def test_check_6_batch_size_and_other_subjects_do_not_change_latents(emb_path: Path, halves: list[Path]) -> None:
+    full = _datasets(emb_path)
+    for half in halves:
+        for key, value in _datasets(half).items():
+            np.testing.assert_allclose(value, full[key], rtol=0, atol=1e-5)
 
 
 def test_checks_7_8_per_scan_table_and_legacy_npy(tmp_path: Path, emb_path: Path) -> None:
     table = _process_embs(emb_path, prep_zs=True)
     assert list(table.columns) == ["subID", "fieldID", "instanceID", "data_tag", *[f"Z{i}" for i in range(L)]]
-    assert len(table) == len(KEYS)
+    full = _datasets(emb_path)
+    assert len(table) == len(full)
     for _, row in table.iterrows():
         key = f"{row.subID}/{row.fieldID}/{row.instanceID}/{row.data_tag}"
-        np.testing.assert_array_equal(row.iloc[4:].to_numpy(float), _latent(key, 1701))
+        np.testing.assert_array_equal(row.iloc[4:].to_numpy(float), full[key].ravel())
     npy = tmp_path / "emb.npy"
     np.save(npy, _process_embs(emb_path, prep_zs=False).values)
     loaded = np.load(npy, allow_pickle=True)
-    assert loaded.shape == (len(KEYS), 5) and all(z.shape == (1, 1, 1, L) for z in loaded[:, 4])
+    assert loaded.shape == (len(full), 5) and all(z.shape == (1, 1, 1, L) for z in loaded[:, 4])
 
 
-def test_check_9_gwas_phenotype_tsv(tmp_path: Path, emb_path: Path) -> None:
-    npy = tmp_path / "emb.npy"
+def _gwas_reference(emb_path: Path, out_dir: Path) -> pd.DataFrame:
+    npy = out_dir / "emb.npy"
     np.save(npy, _process_embs(emb_path, prep_zs=False).values)
-    raw = _finalise(npy, tmp_path)
+    return _finalise(npy, out_dir)
+
+
+def test_check_9_gwas_phenotype_tsv(tmp_path: Path, tiny_runs: TinyRuns, emb_path: Path) -> None:
+    raw = _gwas_reference(emb_path, tmp_path)
     header = ["FID", "IID", *[f"Z{i}" for i in range(L)]]
     for name in ("processed_raw.tsv", "processed.tsv"):
         assert (tmp_path / name).read_text().splitlines()[0].split("\t") == header
     assert (raw.FID == raw.IID).all() and raw.FID.is_unique
-    assert raw.FID.tolist() == [1000000 + n for n in range(1, 11)] + [1000011]  # visit 2, then visit-3-only
-    both = raw[raw.FID == 1000009].iloc[0, 2:].to_numpy(float)
-    np.testing.assert_array_equal(both, _latent(f"1000009/{FIELD}/2_0/{TAG}", 1701))
+    visit2 = sorted({int(k.split("/")[0]) for k in tiny_runs.expected_keys if "/2_0/" in k})
+    assert raw.FID.tolist() == visit2 + [int(tiny_runs.visit3_only)]  # visit 2, then visit-3-only
+    full = _datasets(emb_path)
+    for sub in tiny_runs.both_visits:  # once, with the visit-2 latent
+        np.testing.assert_array_equal(raw[raw.FID == int(sub)].iloc[0, 2:].to_numpy(float),
+                                      full[f"{sub}/{FIELD}/2_0/{SERIES}"].ravel())  # fmt: skip
     norm = pd.read_csv(tmp_path / "processed.tsv", sep="\t")
     for col in header[2:]:
         assert abs(norm[col].mean()) < 0.2
@@ -135,14 +147,15 @@ def test_check_9_gwas_phenotype_tsv(tmp_path: Path, emb_path: Path) -> None:
         assert np.all(np.diff(norm[col].to_numpy()[order]) >= 0)
 
 
-def test_check_10_multi_seed_merge_by_position(tmp_path: Path, emb_path: Path) -> None:
-    seeds = {1701: emb_path, 42: _run_inference(tmp_path / "run_seed_42" / "Output_fullDS", seed=42)}
+def test_check_10_multi_seed_merge_by_position(tmp_path: Path, tiny_runs: TinyRuns) -> None:
     tables = {}
-    for seed, path in seeds.items():
+    for seed in (1701, 42):
+        path = tiny_runs.output(seed) / "emb.h5"
         assert int(re.search(r"seed_(\d+)", str(path)).group(1)) == seed
-        npy = path.parent / f"S{seed}_emb.npy"
-        np.save(npy, _process_embs(path, prep_zs=False).values)
-        tables[seed] = _finalise(npy, path.parent)
+        out = tmp_path / f"S{seed}"
+        out.mkdir()
+        tables[seed] = _gwas_reference(path, out)
+    assert set(_datasets(tiny_runs.output(1701) / "emb.h5")) == set(_datasets(tiny_runs.output(42) / "emb.h5"))
     assert tables[1701].FID.tolist() == tables[42].FID.tolist()
     parts = [t.iloc[:, 2:].add_prefix(f"S{s}_") for s, t in tables.items()]
     merged = pd.concat([tables[1701][["FID", "IID"]], *parts], axis=1)
@@ -151,6 +164,7 @@ def test_check_10_multi_seed_merge_by_position(tmp_path: Path, emb_path: Path) -
         assert (t.FID == merged.FID).all()
     r = [np.corrcoef(merged[f"S1701_Z{i}"], merged[f"S42_Z{i}"])[0, 1] for i in range(L)]
     assert np.isfinite(r).all()
+    assert not np.allclose(merged.filter(like="S1701_").to_numpy(), merged.filter(like="S42_").to_numpy())
 
 
 def _union(dst: h5py.Group, src: h5py.Group) -> None:
@@ -161,39 +175,48 @@ def _union(dst: h5py.Group, src: h5py.Group) -> None:
             dst.copy(obj, name if name not in dst else f"{name}_new")
 
 
-def test_check_11_incremental_runs_merge_by_group_union(tmp_path: Path, emb_path: Path) -> None:
-    first = _run_inference(tmp_path / "v1", seed=1701, keys=KEYS[:6])
-    second = _run_inference(tmp_path / "v2", seed=1701, keys=KEYS[6:])
+def test_check_11_incremental_runs_merge_by_group_union(
+    tmp_path: Path, tiny_runs: TinyRuns, emb_path: Path, halves: list[Path]
+) -> None:
     merged = tmp_path / "merged.h5"
     with h5py.File(merged, "w") as out:
-        for part in (first, second):
+        for part in halves:
             with h5py.File(part, "r") as src:
                 _union(out, src)
-    assert check_emb_h5(merged, expected_keys=KEYS, latent_dim=L) == []
-    with h5py.File(merged, "r") as m, h5py.File(emb_path, "r") as full:
-        for key in KEYS:
-            np.testing.assert_array_equal(m[key][()], full[key][()])
+    assert check_emb_h5(merged, expected_keys=tiny_runs.expected_keys, latent_dim=L) == []
+    full = _datasets(emb_path)
+    union = _datasets(merged)
+    assert set(union) == set(full)  # no _new keys
+    for key, value in union.items():
+        np.testing.assert_allclose(value, full[key], rtol=0, atol=1e-5)
 
 
-def test_check_12_four_way_split_recon_subset_and_metrics_columns(tmp_path: Path, emb_path: Path) -> None:
+def test_check_12_four_way_split_recon_subset_and_metrics_columns(emb_path: Path) -> None:
     out_dir = emb_path.parent
-    recon = ResultHolder()
-    chosen = {"1000002", "1000009"}
-    keys = KEYS[:4]
-    gt = np.random.default_rng(0).random((4, 1, 2, 16, 16))
-    recon.add(keys, ([0] * 4,) * 3, gt[:, 0] * 0.9, only_subjects=chosen)
-    write_results_h5(out_dir / "recon.h5", recon.to_dense())
-    write_metrics(out_dir, Evaluator().evaluate(gt, gt * 0.9, keys))
-    names: dict[str, list[str]] = {}
-    for stem in ("emb", "recon"):
-        with h5py.File(out_dir / f"{stem}.h5", "r") as f:
-            names[stem] = []
-            f.visititems(lambda n, o, s=stem: names[s].append(n) if isinstance(o, h5py.Dataset) else None)
+    names = {stem: list(_datasets(out_dir / f"{stem}.h5")) for stem in ("emb", "recon")}
     for name in names["emb"] + names["recon"]:
         sub, field, inst, key = name.split("/")  # H5_to_DF unpacks exactly 4 parts
-    assert set(names["recon"]) <= set(names["emb"]) and {n.split("/")[0] for n in names["recon"]} == {"1000002"}
-    with h5py.File(out_dir / "recon.h5", "r") as f:
-        assert f[names["recon"][0]].shape == (1, 1, 1, 2, 16, 16)
+    assert names["recon"] and set(names["recon"]) <= set(names["emb"])
+    assert len({n.split("/")[0] for n in names["recon"]}) == 2  # --n_save_recon_subs 2
     metrics = pd.read_csv(out_dir / "metrics.csv", dtype={"SubID": str})
     assert {"SubID", "FieldID", "InstanceID", "Acq", "SSIM", "PSNR"} <= set(metrics.columns)
-    assert sorted(set(metrics.SubID)) == sorted(k.split("/")[0] for k in keys)
+    assert set(metrics.SubID) <= {n.split("/")[0] for n in names["emb"]}
+
+
+def test_check_13_own_export_equals_the_consumers_tables(tmp_path: Path, emb_path: Path) -> None:
+    reference = _process_embs(emb_path, prep_zs=True)
+    reference.to_csv(tmp_path / "reference_long.tsv", sep="\t", index=False)
+    export_latents(emb_path, tmp_path / "long.tsv")
+    ids = {c: str for c in ("subID", "fieldID", "instanceID", "data_tag")}
+    pd.testing.assert_frame_equal(
+        pd.read_csv(tmp_path / "long.tsv", sep="\t", dtype=ids),
+        pd.read_csv(tmp_path / "reference_long.tsv", sep="\t", dtype=ids),
+        check_exact=True,
+    )
+    _gwas_reference(emb_path, tmp_path)
+    export_latents(emb_path, tmp_path / "gwas.tsv", gwas=True)
+    pd.testing.assert_frame_equal(
+        pd.read_csv(tmp_path / "gwas.tsv", sep="\t"),
+        pd.read_csv(tmp_path / "processed_raw.tsv", sep="\t"),
+        check_exact=True,
+    )

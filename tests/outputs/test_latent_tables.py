@@ -88,6 +88,15 @@ def test_gwas_layout_is_tab_separated_fid_iid_z(tmp_path):
     np.testing.assert_array_equal(back.iloc[0, 2:].to_numpy(float), _latent(1000001, "2_0").ravel())
 
 
+def test_gwas_rows_are_visit_2_then_visit_3_only_and_missing_values_are_na(tmp_path):
+    write_emb(tmp_path / "emb.h5", [(1000001, "3_0", TAG), (1000002, "2_0", TAG), (1000003, "2_0", TAG)])
+    table = apply_visit_rule(emb_table(tmp_path / "emb.h5"))
+    assert gwas_table(table)["FID"].tolist() == [1000002, 1000003, 1000001]  # the companion's order, not by ID
+    table.loc[0, "Z1"] = np.nan
+    write_table(gwas_table(table), tmp_path / "pheno.tsv", gwas=True)
+    assert (tmp_path / "pheno.tsv").read_text().splitlines()[3].split("\t")[3] == "NA"
+
+
 def test_gwas_rejects_duplicate_subjects_with_a_clear_message(tmp_path):
     write_emb(tmp_path / "emb.h5", [(1000001, "2_0", TAG), (1000001, "2_1", TAG)])
     with pytest.raises(DataError, match=r"subject 1000001 has 2 rows \(2_0/.*, 2_1/.*\).*one row per subject"):
