@@ -255,6 +255,11 @@ def test_bad_inputs_are_one_line_errors(seeds_dir, tmp_path):
     (tmp_path / "full" / "keep.txt").write_text("x")
     with pytest.raises(ConfigError, match=r"is not empty; choose a new folder or pass --overwrite"):
         _prepare(seeds_dir, tmp_path / "full")
+    (tmp_path / "full" / "merged_raw.tsv").write_text("from an earlier call")
+    _prepare(seeds_dir[:1], tmp_path / "full", overwrite=True)  # one run: no reproducibility files
+    assert (tmp_path / "full" / "keep.txt").exists() and not (tmp_path / "full" / "merged_raw.tsv").exists()
+    assert (tmp_path / "full" / "phenotypes_int.tsv").exists() and not (tmp_path / "full" / "seed_heatmap.png").exists()
+    assert "One run only" in (tmp_path / "full" / "summary.md").read_text()
     with pytest.raises(ConfigError, match=r"--threshold 1.5 is out of range"):
         _prepare(seeds_dir, tmp_path / "out", threshold=1.5)
 

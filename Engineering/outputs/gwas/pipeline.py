@@ -23,6 +23,14 @@ from Engineering.outputs.latent_tables import read_id_list
 
 PHENO_RAW, PHENO_INT = "phenotypes_raw.tsv", "phenotypes_int.tsv"
 COVARIATES = "covariates.tsv"
+# every file this module may write: with --overwrite, those a new call does not write are removed, so a folder
+# never mixes two calls (e.g. an old merged_raw.tsv next to new phenotypes)
+OUTPUT_NAMES = frozenset(
+    {PHENO_RAW, PHENO_INT, COVARIATES, "covariate_levels.tsv", "subjects_without_covariates.txt", "column_map.tsv"}
+    | {"latents_similarity.tsv", "latents_similarity_filtered.tsv", "reproducibility.tsv"}
+    | {"seed_heatmap.png", "best_r_distribution.png", "alignment.tsv", "aligned_raw.tsv"}
+    | {"merged_raw.tsv", "merged_int.tsv", regenie.PHENO_LIST, regenie.SCRIPT, "summary.md"}
+)
 
 
 @dataclass(frozen=True)
@@ -68,7 +76,10 @@ class GwasOptions:
 
 @contextmanager
 def staged_output(out: Path, overwrite: bool) -> Iterator[Path]:
-    """A staging folder whose files replace those of ``out`` when the block succeeds (``out`` untouched otherwise)."""
+    """A staging folder whose files replace those of ``out`` when the block succeeds (``out`` untouched otherwise).
+
+    Files of an earlier call (:data:`OUTPUT_NAMES`) that this call did not write are removed; other files are kept.
+    """
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file; expected a folder")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
@@ -78,6 +89,9 @@ def staged_output(out: Path, overwrite: bool) -> Iterator[Path]:
     try:
         yield stage
         out.mkdir(exist_ok=True)
+        written = {item.name for item in stage.iterdir()}
+        for stale in sorted(OUTPUT_NAMES - written):
+            (out / stale).unlink(missing_ok=True)
         for item in sorted(stage.iterdir()):
             os.replace(item, out / item.name)
     finally:
