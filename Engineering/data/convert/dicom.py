@@ -61,6 +61,10 @@ class SeriesError(ValueError):
     """A series cannot be assembled into a 5-D array; the message says why."""
 
 
+class UnsupportedImageError(SeriesError):
+    """A readable DICOM image that the pipeline does not take (e.g. colour); the message says why."""
+
+
 @dataclass
 class Visit:
     """One future instance group and where its files come from (a zip or a list of files)."""
@@ -146,6 +150,12 @@ def _read_frame(name: str, blob: bytes | Path) -> Frame:
     ds = pydicom.dcmread(io.BytesIO(blob) if isinstance(blob, bytes) else blob)
     if "PixelData" not in ds:
         raise SeriesError("no pixel data (7FE0,0010)")
+    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    if samples != 1:  # an (X, Y, 3) colour array would otherwise be taken for X frames of (Y, 3)
+        raise UnsupportedImageError(
+            f"colour image (SamplesPerPixel {samples}, {ds.get('PhotometricInterpretation', '?')}); "
+            "the pipeline takes greyscale images"
+        )
     try:
         pixels = ds.pixel_array
     except Exception as err:  # pydicom raises many types for undecodable pixel data
@@ -177,6 +187,8 @@ def load_visit(visit: Visit, report: ConversionReport) -> tuple[list[Frame], pd.
             frames.append(_read_frame(name, blob))
         except InvalidDicomError:
             report.skip(name, "not a DICOM file (no DICM preamble)")
+        except UnsupportedImageError as err:
+            report.skip(name, f"not converted: {err}")
         except (SeriesError, OSError, ValueError, AttributeError, KeyError) as err:
             report.skip(name, f"unreadable DICOM: {err}")
     return frames, manifest
