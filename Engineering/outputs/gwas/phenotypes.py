@@ -63,7 +63,7 @@ def resolve_runs(paths: Sequence[str | Path], seeds: Sequence[int] | None = None
             raise DataError(f"run {path}: {emb} does not exist; expected an Output folder (or emb.h5) of a test run")
         out_dir = emb.parent
         name = out_dir.parent.name if out_dir.name.startswith("Output") else out_dir.name
-        seed = int(seeds[n]) if seeds is not None else seed_of(out_dir)
+        seed = int(seeds[n]) if seeds is not None else seed_of(name)  # the run name, not folders above it
         runs.append(Run(emb, seed, name, n + 1))
     seen: dict[int, Run] = {}
     for run in runs:
