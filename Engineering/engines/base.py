@@ -82,8 +82,15 @@ def build_optimiser(optimiser_id: int | str, params: Any, lr: float) -> torch.op
             from deepspeed.ops.adam import FusedAdam
 
             return FusedAdam(params, lr=lr)
+        if name == "Madam":
+            from Engineering.science.madam import Madam
+
+            return Madam(params, lr=lr)
+        # MTAdam, the one id left (the cfg parser refuses it before this point as well)
         raise ConfigError(
-            f"--optimiserID {key} ({name}) is not available in this implementation; use 0, 1, 2, 100 or 200"
+            f"--optimiserID {key} ({name}) cannot be used: its step() needs each task's loss, their ranks and a "
+            "feature map, which Lightning's optimiser step never passes (the original could not train with it "
+            "either); use 0 (Adam), 1, 2, 3, 100 or 200"
         )
     cls = getattr(torch.optim, key, None)
     if cls is None:
