@@ -13,6 +13,7 @@ from Engineering.configuration.resolve import (
     save_resolved,
     system_resources,
 )
+from Engineering.configuration.stored import resolve_run
 
 __all__ = [
     "OPTIONS",
@@ -32,6 +33,7 @@ __all__ = [
     "option_defaults",
     "options_for",
     "resolve",
+    "resolve_run",
     "run_paths",
     "save_resolved",
     "system_resources",

@@ -428,6 +428,13 @@ OPTIONS: tuple[Option, ...] = (
         default="",
         help="Replay a run from a saved resolved-config YAML; § overrides and explicit options still apply.",
     ),
+    _o(
+        "--run_dir",
+        kind=str,
+        default="",
+        help="With --resume: the run folder to test or continue, instead of the one derived from trainID, fold, "
+        "ampmode and the data JSON; its stored configuration is the starting point (explicit options override it).",
+    ),
 )
 
 EPILOG = (

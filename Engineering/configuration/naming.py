@@ -26,7 +26,16 @@ def _engine_tag(hparams: argparse.Namespace) -> str:
 
 
 def make_run_name(hparams: argparse.Namespace) -> tuple[str, str]:
-    """Return ``(trainID, run_name)`` of a run; a non-empty ``fulltrainID`` is used verbatim for both."""
+    """Return ``(trainID, run_name)`` of a run; a non-empty ``fulltrainID`` is used verbatim for both.
+
+    With ``--run_dir`` the run name is that folder's name (the folder may have been renamed or moved).
+    """
+    train_id, run_name = _derived_run_name(hparams)
+    pinned = getattr(hparams, "run_dir", "")
+    return train_id, Path(str(pinned)).name if pinned else run_name
+
+
+def _derived_run_name(hparams: argparse.Namespace) -> tuple[str, str]:
     full = getattr(hparams, "fulltrainID", "")
     if full:
         return str(full), str(full)
@@ -65,7 +74,8 @@ def run_paths(hparams: argparse.Namespace, run_name: str) -> RunPaths:
         parent = save_path / str(getattr(hparams, "parent_trainID", ""))
         save_path = parent / "ClassifyLatent"
         latent = parent / str(getattr(hparams, "parent_outfolder", "Output_fullDSV2")) / "emb.h5"
-    run_dir = save_path / run_name
+    pinned = getattr(hparams, "run_dir", "")
+    run_dir = Path(str(pinned)) if pinned else save_path / run_name
     suffix = getattr(hparams, "output_suffix", "")
     tb_root = getattr(hparams, "tblog_path", None)
     return RunPaths(

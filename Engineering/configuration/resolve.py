@@ -92,7 +92,7 @@ def _check_task(hparams: argparse.Namespace, datajson: Mapping[str, Any], json_p
         )
 
 
-def _explicit_options(script: str, argv: Sequence[str]) -> dict[str, Any]:
+def explicit_options(script: str, argv: Sequence[str]) -> dict[str, Any]:
     """Options given explicitly on the command line (defaults suppressed)."""
     explicit, _ = build_parser(script, suppress_defaults=True).parse_known_args(list(argv))
     return vars(explicit)
@@ -117,21 +117,25 @@ def resolve(script: str, argv: Sequence[str]) -> ResolvedConfig:
 
 def _replay(script: str, argv: list[str], overrides: dict[str, Any], path: Path) -> ResolvedConfig:
     """Load a saved resolved config and apply this command line's explicit options and overrides on top."""
-    saved = load_resolved(path)
+    return replay(load_resolved(path), script, argv, overrides, f"resolved config {path}")
+
+
+def replay(
+    saved: ResolvedConfig, script: str, argv: Sequence[str], overrides: dict[str, Any], where: str
+) -> ResolvedConfig:
+    """``saved`` (read from ``where``) with the explicit options and ``§`` overrides of ``argv`` applied on top."""
     if saved.script != script:
-        raise ConfigError(
-            f"resolved config {path}: saved for script {saved.script!r}, cannot replay it with {script!r}"
-        )
+        raise ConfigError(f"{where}: saved for script {saved.script!r}, cannot replay it with {script!r}")
     hparams, config, datajson = saved.hparams, saved.config, saved.datajson
-    for name, value in _explicit_options(script, argv).items():
+    for name, value in explicit_options(script, argv).items():
         if name not in datajson:  # JSON keys keep their precedence over CLI options
             setattr(hparams, name, value)
     apply_yaml_overrides(config, overrides)
     apply_json_overrides(datajson, overrides)
     for key, value in datajson.items():
         setattr(hparams, key, value)
-    _check_task(hparams, datajson, f"{hparams.datajson_path} (replayed from {path})")
-    return ResolvedConfig(script, hparams, config, datajson, {**saved.overrides, **overrides}, argv)
+    _check_task(hparams, datajson, f"{hparams.datajson_path} (replayed from {where})")
+    return ResolvedConfig(script, hparams, config, datajson, {**saved.overrides, **overrides}, list(argv))
 
 
 _DROP = object()
@@ -152,10 +156,9 @@ def plain(value: Any) -> Any:
     return _DROP
 
 
-def save_resolved(rc: ResolvedConfig, path: Path) -> None:
-    """Write ``rc`` as one YAML file (keys script, argv, hparams, config, datajson, overrides), atomically."""
-    path = Path(path)
-    document = {
+def resolved_document(rc: ResolvedConfig) -> dict[str, Any]:
+    """``rc`` as plain data (keys script, argv, hparams, config, datajson, overrides): YAML- and checkpoint-safe."""
+    return {
         "script": rc.script,
         "argv": plain(rc.argv),
         "hparams": plain(vars(rc.hparams)),
@@ -163,7 +166,12 @@ def save_resolved(rc: ResolvedConfig, path: Path) -> None:
         "datajson": plain(rc.datajson),
         "overrides": plain(rc.overrides),
     }
-    text = yaml.safe_dump(document, sort_keys=False, allow_unicode=True, default_flow_style=False)
+
+
+def save_resolved(rc: ResolvedConfig, path: Path) -> None:
+    """Write :func:`resolved_document` of ``rc`` as one YAML file, atomically."""
+    path = Path(path)
+    text = yaml.safe_dump(resolved_document(rc), sort_keys=False, allow_unicode=True, default_flow_style=False)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -179,14 +187,19 @@ def load_resolved(path: Path) -> ResolvedConfig:
     """Read a file written by :func:`save_resolved`."""
     path = Path(path)
     data = _read_structured(path, "resolved config", yaml.safe_load, (yaml.YAMLError,))
+    return resolved_from_document(data, f"resolved config {path}")
+
+
+def resolved_from_document(data: Any, where: str) -> ResolvedConfig:
+    """The :class:`ResolvedConfig` of a :func:`resolved_document` read from ``where`` (checked, one-line errors)."""
     if not isinstance(data, dict) or any(key not in data for key in RESOLVED_KEYS):
         found = ", ".join(map(str, data)) if isinstance(data, dict) else type(data).__name__
-        raise ConfigError(f"resolved config {path}: expected keys {', '.join(RESOLVED_KEYS)}; found {found}")
+        raise ConfigError(f"{where}: expected keys {', '.join(RESOLVED_KEYS)}; found {found}")
     if data["script"] not in SCRIPTS:
-        raise ConfigError(f"resolved config {path}: script {data['script']!r} is not one of {', '.join(SCRIPTS)}")
+        raise ConfigError(f"{where}: script {data['script']!r} is not one of {', '.join(SCRIPTS)}")
     for key in ("hparams", "config", "datajson"):
         if not isinstance(data[key], dict):
-            raise ConfigError(f"resolved config {path}: {key!r} must be a mapping, found {type(data[key]).__name__}")
+            raise ConfigError(f"{where}: {key!r} must be a mapping, found {type(data[key]).__name__}")
     return ResolvedConfig(
         script=data["script"],
         hparams=argparse.Namespace(**data["hparams"]),

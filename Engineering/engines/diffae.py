@@ -197,6 +197,13 @@ class DiffAEEngine(BaseEngine):
     def architecture(self) -> dict[str, Any]:
         arch = super().architecture()
         arch.update(net_ch=int(self.conf.net_ch), sample_size=int(self.conf.sample_size))
+        conf = self.conf
+        # the rest of what fixes the state dict's keys and shapes (compared when a checkpoint does not fit)
+        for key in ("net_ch_mult", "net_enc_channel_mult", "net_attn", "net_enc_attn"):
+            value = getattr(conf, key)
+            arch[key] = list(value) if value is not None else None
+        for key in ("net_num_res_blocks", "net_enc_num_res_blocks", "net_beatgans_resnet_cond_channels"):
+            arch[key] = getattr(conf, key)
         return arch
 
 

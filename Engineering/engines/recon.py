@@ -76,6 +76,17 @@ class ReconEngine(BaseEngine):
     def is_pythae(self) -> bool:
         return not isinstance(self.net, IdentityAE)
 
+    def architecture(self) -> dict[str, Any]:
+        arch = super().architecture()
+        arch["modelID"] = int(self.hp.get("modelID", 0))
+        if self.is_pythae:  # the model family and its encoder/decoder nets fix the state dict
+            station = cast("PythaeStation", self.net)
+            arch["pythae_model"] = station.model_name
+            arch["pythae_nn"] = station.resolved.nn
+            arch["pythae_n_features"] = station.resolved.n_features
+            arch["pythae_wrapper_mode"] = int(self.hp.get("pythae_wrapper_mode", 0))
+        return arch
+
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self) -> Any:
         if not self.is_pythae:

@@ -22,9 +22,11 @@ import pandas as pd
 import torch
 from lightning.pytorch.tuner import Tuner
 
-from Engineering.configuration import make_run_name, resolve, run_paths, save_resolved, system_resources
+from Engineering.configuration import make_run_name, resolve_run, run_paths, save_resolved, system_resources
+from Engineering.configuration.resolve import resolved_document
 from Engineering.engines.base import BaseEngine, TestOutputs, plain_hparams
 from Engineering.engines.run_plan import TestWeights, plan_of
+from Engineering.engines.stored_config import StoreRunConfig, check_checkpoint_fits
 from Engineering.engines.strategies import check_run_settings, compile_network, global_rank
 from Engineering.engines.tasks import TASKS, build_engine, task_of, task_of_script
 from Engineering.engines.trainer_setup import build_callbacks, build_loggers, trainer_kwargs
@@ -41,7 +43,7 @@ class Runner:
 
     def __init__(self, script: str, argv: Sequence[str]) -> None:
         pl.seed_everything(1701, workers=True, verbose=False)  # faithful: before anything else (shell.md §0)
-        self.rc = resolve(script, list(argv))
+        self.rc = resolve_run(script, list(argv))  # a test or resume starts from the run's stored configuration
         hp = self.rc.hparams
         if hp.taskID not in TASKS or TASKS[hp.taskID].script != script:
             other = TASKS[hp.taskID].executor if hp.taskID in TASKS else "one of the three executors"
@@ -55,7 +57,7 @@ class Runner:
         check_run_settings(hp)  # strategy/accelerator/precision/optimiser/SLURM: fail before any data is read
         _check_run_mode_options(hp)
         self.rank = global_rank(devices_per_node=hp.ndevices or 1)
-        pristine = copy.deepcopy(self.rc)  # saved before naming mutates trainID, so a replay names the same run
+        self.pristine = copy.deepcopy(self.rc)  # saved before naming mutates trainID: a replay names the same run
         self.resources = system_resources()
         _apply_resources(hp, self.resources)
         hp.trainID, self.run_name = make_run_name(hp)
@@ -64,21 +66,24 @@ class Runner:
         self.ckpt = self.checkpoint_path()  # before any folder is created: a bad --resume leaves nothing behind
         # likewise for missing or malformed data, fold CSVs and phenotype tables
         self.dm = self.task.datamodule(hp, self.config, self.paths, self.plan.merge_train_val)
+        if not hp.non_deter:
+            pl.seed_everything(int(self.config.get("seed", 1701)), workers=True, verbose=False)
+        self.model = self.engine()  # likewise for a checkpoint whose network differs from this command's
+        if self.ckpt is not None:
+            check_checkpoint_fits(self.model, self.ckpt)
         for folder in (self.paths.run_dir, self.paths.checkpoints, self.paths.output):
             folder.mkdir(parents=True, exist_ok=True)
         if self.rank == 0:  # DDP children and other srun tasks share the run folder: rank 0 writes it once
             _attach_log_file(self.paths.log_file)
             # a test-only invocation documents its own output folder; training invocations the run folder
             target = self.paths.run_dir if self.plan.fit else self.paths.output
-            save_resolved(pristine, target / "resolved_config.yaml")
-        if not hp.non_deter:
-            pl.seed_everything(int(self.config.get("seed", 1701)), workers=True, verbose=False)
+            save_resolved(self.pristine, target / "resolved_config.yaml")
         if hp.matmul_precision != "highest" and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
             torch.set_float32_matmul_precision(hp.matmul_precision)
 
     # ------------------------------------------------------------------ the run, as the plan says
     def engage(self) -> None:
-        engine = self.engine()
+        engine = self.model
         trainer = self.trainer(engine, self.dm)
         if self.hp.auto_bs or self.hp.auto_lr:
             self.tune(trainer, engine, self.dm)
@@ -126,6 +131,7 @@ class Runner:
         validate = self.plan.validate
         loggers = build_loggers(self.hp, self.run_name, engine)
         callbacks = build_callbacks(self.hp, self.paths.checkpoints, validate)
+        callbacks.append(StoreRunConfig(resolved_document(self.pristine)))  # every checkpoint carries the config
         kwargs = trainer_kwargs(self.hp, self.config, loggers, callbacks, validate)
         kwargs["default_root_dir"] = str(self.paths.run_dir)  # SLURM requeue writes and resumes hpc_ckpt_*.ckpt here
         if self.plan.fit and self.hp.dev_run == 0:

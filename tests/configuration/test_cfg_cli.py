@@ -99,6 +99,7 @@ EXPECTED = {
     "wnbmodelfreq": (int, 100, 100, 100),
     "debug": (B, False, False, False),
     "resolved_config": (str, "", "", ""),
+    "run_dir": (str, "", "", ""),
 }
 SCRIPTS = ("recon", "diffae", "latentcls")
 SHORT = {"-tba": "tbactive", "-wnba": "wnbactive", "-wnbp": "wnbproject", "-wnbe": "wnbentity",
