@@ -17,8 +17,8 @@ from lightning.pytorch.callbacks import Callback
 from Engineering.configuration.resolve import plain
 from Engineering.configuration.stored import CHECKPOINT_CONFIG_KEY
 from Engineering.engines.base import BaseEngine
-from Engineering.hub.checkpoints import is_deepspeed_checkpoint
 from Engineering.errors import CheckpointError
+from Engineering.hub.checkpoints import is_deepspeed_checkpoint
 
 ARCHITECTURE_KEY = "imlatent_architecture"
 """Top-level checkpoint key holding the engine's :meth:`architecture` values (plain data)."""
