@@ -18,6 +18,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from Engineering.data.checks import Expectation
 from Engineering.data.folds import Fold, read_folds
 from Engineering.data.h5dataset import H5SeriesDataset, list_patients
 from Engineering.data.options import DatasetOptions
@@ -124,6 +125,7 @@ class H5DataModule(L.LightningDataModule):
         self.predict_ds: H5SeriesDataset | None = None
         self.recon_subjects: set[str] = set()
         self._shapes_announced = False
+        self._recon_drawn = False
 
     @classmethod
     def from_hparams(
@@ -181,14 +183,21 @@ class H5DataModule(L.LightningDataModule):
             return list(dict.fromkeys(self.fold.train + self.fold.val))
         return self.fold.split(split)
 
+    @property
+    def expectation(self) -> Expectation:
+        """What the run does with each series, for the data checks (shared with validate_h5)."""
+        t = self.transform_options
+        return Expectation(self.dataset_options.fetchMinMax, t.norm_type, t.is_complexDS)
+
     def _dataset(self, split: str, transform: Compose, options: DatasetOptions | None = None) -> H5SeriesDataset:
-        return H5SeriesDataset(self.h5_path, self.split_ids(split), options or self.dataset_options, transform, split)
+        ids = self.split_ids(split) if split != "predict" else None
+        options = options or self.dataset_options
+        return H5SeriesDataset(self.h5_path, ids, options, transform, split, expect=self.expectation)
 
-    def setup(self, stage: str | None = None) -> None:
-        """Build the datasets of ``stage`` (fit, validate, test, predict), each once.
+    def build(self, stage: str | None = None) -> None:
+        """Build (and so check) the datasets of ``stage`` (fit, validate, test, predict), each once.
 
-        The runner sets up "fit" and "test" before Lightning does; later calls reuse what is built, so indexes,
-        side tables and the recon-subject draw are not repeated.
+        The runner builds the splits it will read before it writes anything, so bad data leaves no run folder.
         """
         if stage in ("fit", None) and self.train_ds is None:
             self.train_ds = self._dataset("train", self.train_transform)
@@ -198,11 +207,20 @@ class H5DataModule(L.LightningDataModule):
             # faithful: test items never carry phenotypes/confounders (without mutating the shared options)
             test_options = replace(self.dataset_options, fetch_phenotypes=False, fetch_confounders=False)
             self.test_ds = self._dataset("test", self.eval_transform, test_options)
+        if stage == "predict" and self.predict_ds is None:
+            self.predict_ds = self._dataset("predict", self.eval_transform)
+
+    def setup(self, stage: str | None = None) -> None:
+        """Build the datasets of ``stage``; "test" also draws the recon subjects, once.
+
+        Later calls reuse what is built, so indexes, side tables and the recon-subject draw are not repeated.
+        """
+        self.build(stage)
+        if stage in ("test", None) and not self._recon_drawn:
             test_ids = self.split_ids("test")
             ids = list_patients(self.h5_path) if test_ids is None else test_ids
             self.recon_subjects = choose_recon_subjects(ids, self.n_save_recon_subs, self.save_recon_subs)
-        if stage == "predict" and self.predict_ds is None:
-            self.predict_ds = H5SeriesDataset(self.h5_path, None, self.dataset_options, self.eval_transform, "predict")
+            self._recon_drawn = True
         self._announce_shapes()
 
     def _announce_shapes(self) -> None:

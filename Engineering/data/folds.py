@@ -18,6 +18,7 @@ from pathlib import Path
 import h5py
 import pandas as pd
 
+from Engineering.data.checks import open_h5_file
 from Engineering.errors import DataError
 
 SPLITS = ("train", "val", "test")
@@ -209,7 +210,7 @@ def eligible_patients(
     exactly ``n_sessions`` instance groups under some field (when > 0), minus ``ignore``; sorted."""
     skip = {str(p) for p in ignore}
     kept = []
-    with h5py.File(h5_path, "r") as f:
+    with open_h5_file(Path(h5_path)) as f:
         for pid, patient in f.items():
             if pid in skip or not isinstance(patient, h5py.Group):
                 continue

@@ -25,7 +25,15 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from Engineering.data.index import Entry, build_index, open_h5_file
+from Engineering.data.checks import (
+    Expectation,
+    check_selected,
+    no_samples_message,
+    open_h5_file,
+    raise_or_log,
+    voxels_message,
+)
+from Engineering.data.index import Entry, build_index
 from Engineering.data.options import DatasetOptions
 from Engineering.data.sidecars import SideTables, load_side_tables
 from Engineering.errors import DataError
@@ -43,7 +51,7 @@ def open_h5(path: Path) -> h5py.File:
 
 def list_patients(h5_path: Path) -> list[str]:
     """All top-level group names of the file, in h5py order."""
-    with h5py.File(h5_path, "r") as f:
+    with open_h5_file(h5_path) as f:
         return list(f.keys())
 
 
@@ -58,8 +66,9 @@ def _read_permuted(ds: h5py.Dataset, sel: Sequence[slice], perm: Sequence[int]) 
 class H5SeriesDataset(Dataset):
     """Samples of the series selected from ``h5_path`` for the patients ``patient_ids`` (None = all).
 
-    ``split`` only labels error messages. ``transform`` maps the sample dict (numpy data) to the final sample;
-    without one, the data is turned into a tensor as is.
+    ``split`` only labels messages. ``transform`` maps the sample dict (numpy data) to the final sample;
+    without one, the data is turned into a tensor as is. ``expect`` says what the run does with the series (its
+    normalisation, is_complexDS), which the data checks need; without it only the reader's own needs are checked.
     """
 
     def __init__(
@@ -70,6 +79,7 @@ class H5SeriesDataset(Dataset):
         transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
         split: str = "all",
         use_cache: bool = True,
+        expect: Expectation | None = None,
     ) -> None:
         self.h5_path = Path(h5_path)
         if not self.h5_path.is_file():
@@ -81,17 +91,19 @@ class H5SeriesDataset(Dataset):
         self.side = self._load_side_tables()
         ids = self._filter_by_side_tables(ids)
         self.patient_ids = ids
-        self.entries: list[Entry] = build_index(self.h5_path, ids, options, use_cache)
-        if not self.entries:
-            raise DataError(
-                f"no samples selected from {self.h5_path} for the {split} split ({len(ids)} patient IDs); check "
-                f"the fold IDs, DS_every_primary, DS_selected_primaries and DS_sanity_filters"
-            )
+        self.expect = expect or Expectation(fetch_minmax=options.fetchMinMax)
+        self.entries: list[Entry] = build_index(self.h5_path, ids, options, use_cache, split, self._check_entries)
         self.mask_source = self._find_mask_source() if options.data_mask_mode else ""
         self._file: h5py.File | None = None
         self._mask_file: h5py.File | None = None
         self._pid: int | None = None
         self._series: dict[str, tuple[h5py.Dataset, tuple[float, float] | None]] = {}
+
+    def _check_entries(self, entries: list[Entry]) -> None:
+        """The data checks of the selected series; they depend on the normalisation and is_complexDS too."""
+        if not entries:
+            raise DataError(no_samples_message(self.h5_path, self.split, len(self.patient_ids)))
+        raise_or_log(check_selected(self.h5_path, (path for path, _ in entries), self.expect))
 
     def _load_side_tables(self) -> SideTables:
         o = self.options
@@ -209,9 +221,7 @@ class H5SeriesDataset(Dataset):
         inp: dict[str, Any] = {"data": self._finish(data, dropped)}
         inp["data"] = inp["data"].astype(np.complex64 if np.iscomplexobj(data) else np.float32, copy=False)
         if not np.isfinite(inp["data"]).all():
-            raise DataError(
-                f"series {path} of {self.h5_path} holds non-finite voxels (NaN or inf); clean or drop that series"
-            )
+            raise DataError(voxels_message(self.h5_path, path))
         if mask is not None:
             mask = self._finish(mask, dropped)
             if self.options.data_mask_mode == 1:

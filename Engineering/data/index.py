@@ -11,12 +11,21 @@ import logging
 import os
 import re
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import h5py
 
+from Engineering.data.checks import (
+    Finding,
+    depth_finding,
+    group_finding,
+    open_h5_file,
+    raise_or_log,
+    shape_finding,
+)
 from Engineering.data.options import DEFAULT_CHANNEL_DIM, DEFAULT_SLICE_DIM, DatasetOptions
 from Engineering.errors import DataError
 
@@ -78,76 +87,119 @@ def index_entries(path: str, raw_shape: Sequence[int], opts: DatasetOptions) -> 
     return [(path, (i, j, k)) for i in i_range for j in j_range for k in k_range]
 
 
-def _visit_patient(f: h5py.File, pid: str, opts: DatasetOptions, matched: set[str], names: set[str]) -> list[Entry]:
+@dataclass
+class _Scan:
+    """What a scan collects besides the entries: the selection entries matched and the warnings."""
+
+    matched: set[str] = field(default_factory=set)
+    findings: list[Finding] = field(default_factory=list)
+
+
+def _visit_patient(h5_path: Path, f: h5py.File, pid: str, opts: DatasetOptions, scan: _Scan) -> list[Entry]:
     entries: list[Entry] = []
-    found: list[tuple[str, h5py.Dataset]] = []
+    found: list[tuple[str, Any]] = []
     root = f[pid]
     if isinstance(root, h5py.Dataset):
         found.append((pid, root))
     else:
-        root.visititems(lambda rel, obj: found.append((f"{pid}/{rel}", obj)) if isinstance(obj, h5py.Dataset) else None)
-    for path, ds in found:
+        root.visititems(lambda rel, obj: found.append((f"{pid}/{rel}", obj)))
+    for path, obj in found:
         name = path.rsplit("/", 1)[-1]
+        depth = path.count("/") + 1
         if not is_candidate(name):
             continue
-        names.add(name)
-        if path.count("/") + 1 != SAMPLE_DEPTH:
-            raise DataError(
-                f"{f.filename}: dataset {path} (shape {ds.shape}) is at depth {path.count('/') + 1}; "
-                f"expected series only at patient/field/instance/series"
-            )
-        if not select_series(name, opts, matched):
+        if isinstance(obj, h5py.Group):  # the original dropped it without a word
+            if depth == SAMPLE_DEPTH and select_series(name, opts, set()):
+                scan.findings.append(group_finding(h5_path, path))
             continue
-        if ds.ndim != 5:
-            raise DataError(
-                f"{f.filename}: dataset {path} has shape {ds.shape}; expected a 5-D array (Channel, Time, Slice, X, Y)"
-            )
-        if passes_sanity(ds.shape, opts.sanity_filters):
-            entries += index_entries(path, ds.shape, opts)
+        if not isinstance(obj, h5py.Dataset):
+            continue
+        if depth != SAMPLE_DEPTH:
+            raise DataError(depth_finding(h5_path, path, depth).message)
+        if not select_series(name, opts, scan.matched):
+            continue
+        if obj.ndim != 5 or passes_sanity(obj.shape, opts.sanity_filters):  # sanity_filters may skip empty series
+            shape = shape_finding(h5_path, path, obj.shape)
+            if shape is not None:
+                raise DataError(shape.message)
+            entries += index_entries(path, obj.shape, opts)
         else:
-            log.debug("Skipping series %s: shape %s fails sanity_filters %s", path, ds.shape, opts.sanity_filters)
+            log.debug("Skipping series %s: shape %s fails sanity_filters %s", path, obj.shape, opts.sanity_filters)
     return entries
 
 
-def _check_selection_matched(h5_path: Path, opts: DatasetOptions, matched: set[str], names: set[str]) -> None:
+def _file_matches(f: h5py.File, entries: list[str]) -> tuple[dict[str, tuple[int, int]], set[str]]:
+    """Over the whole file: per selection entry, (series, patients) it matches; and every series name."""
+    series: list[str] = []
+    f.visititems(lambda path, obj: series.append(path) if isinstance(obj, h5py.Dataset) else None)
+    names = {p.rsplit("/", 1)[-1] for p in series if p.count("/") + 1 == SAMPLE_DEPTH}
+    counts: dict[str, tuple[int, int]] = {}
+    for entry in entries:
+        hits = [p for p in series if p.count("/") + 1 == SAMPLE_DEPTH and _listed(p.rsplit("/", 1)[-1], [entry])]
+        counts[entry] = (len(hits), len({p.split("/", 1)[0] for p in hits}))
+    return counts, {n for n in names if is_candidate(n)}
+
+
+def _check_selection_matched(
+    h5_path: Path, f: h5py.File, opts: DatasetOptions, scan: _Scan, split: str, n_patients: int
+) -> None:
+    """A selection entry that matches nothing in the whole file is an error; one that a split lacks, a warning.
+
+    Per-fold and incremental inference read splits that may lack a series the file holds elsewhere (item 12).
+    """
     checks = [("DS_selected_auxiliaries", opts.selected_auxiliaries)]
     if not opts.every_primary:
         checks.insert(0, ("DS_selected_primaries", opts.selected_primaries))
-    for key, selection in checks:
-        unmatched = [s for s in selection or [] if s not in matched]
-        if unmatched:
+    unmatched = [(key, s) for key, selection in checks for s in selection or [] if s not in scan.matched]
+    if not unmatched:
+        return
+    counts, names = _file_matches(f, [s for _, s in unmatched])
+    for key, entry in unmatched:
+        n_series, n_pids = counts[entry]
+        if not n_series:
+            present = ", ".join(sorted(names)[:10]) + (", ..." if len(names) > 10 else "") or "none"
             raise DataError(
-                f"{key} entry {unmatched[0]!r} matches no series in {h5_path}; "
-                f"series names present: {', '.join(sorted(names)) or 'none'}"
+                f"{h5_path}: {key} entry {entry!r} matches no series in the file; series names present: {present}"
             )
+        scan.findings.append(
+            Finding(
+                False,
+                "selection",
+                f"{split}/{entry}",
+                f"{h5_path}: {key} entry {entry!r} matches no series of the {n_patients} patient(s) of the {split} "
+                f"split; it matches {n_series} series of {n_pids} patient(s) in the whole file",
+            )
+        )
 
 
-def open_h5_file(h5_path: Path, **kwargs: Any) -> h5py.File:
-    """``h5py.File(h5_path, "r")``; a missing, empty, truncated or non-HDF5 file is a one-line DataError."""
-    try:
-        return h5py.File(h5_path, "r", **kwargs)
-    except (OSError, ValueError) as err:
-        reason = " ".join(str(err).split()) or type(err).__name__
-        raise DataError(
-            f"data file {h5_path} cannot be opened as HDF5 ({reason}); expected a complete HDF5 file"
-        ) from None
+def scan_file(
+    h5_path: Path,
+    patient_ids: Sequence[str],
+    opts: DatasetOptions,
+    split: str = "all",
+    findings: list[Finding] | None = None,
+) -> list[Entry]:
+    """Walk the selected patients of the file in h5py order and build the sample index.
 
-
-def scan_file(h5_path: Path, patient_ids: Sequence[str], opts: DatasetOptions) -> list[Entry]:
-    """Walk the selected patients of the file in h5py order and build the sample index."""
+    Errors raise a DataError; warnings go to ``findings`` when given (validate_h5), else to the log.
+    """
     wanted = set(patient_ids)
-    matched: set[str] = set()
-    names: set[str] = set()
+    scan = _Scan()
     entries: list[Entry] = []
     with open_h5_file(h5_path) as f:
         present = [pid for pid in f.keys() if pid in wanted]
         missing = len(wanted) - len(present)
         if missing:
-            log.warning("%d patient ID(s) of the split are not in %s; they are ignored", missing, h5_path)
+            text = f"{h5_path}: {missing} patient ID(s) of the {split} split are not in the file; they are ignored"
+            scan.findings.append(Finding(False, "patients", split, text))
         for pid in present:
-            entries += _visit_patient(f, pid, opts, matched, names)
-    if present:
-        _check_selection_matched(h5_path, opts, matched, names)
+            entries += _visit_patient(h5_path, f, pid, opts, scan)
+        if present:
+            _check_selection_matched(h5_path, f, opts, scan, split, len(present))
+    if findings is None:
+        raise_or_log(scan.findings)
+    else:
+        findings.extend(scan.findings)
     return entries
 
 
@@ -217,13 +269,26 @@ def save_cache(path: Path, entries: list[Entry]) -> None:
             Path(tmp).unlink(missing_ok=True)
 
 
-def build_index(h5_path: Path, patient_ids: Sequence[str], opts: DatasetOptions, use_cache: bool = True) -> list[Entry]:
-    """Load the sample index from the cache or scan the file (and cache the result)."""
-    if not use_cache:
-        return scan_file(h5_path, patient_ids, opts)
-    path = cache_path(h5_path, search_criteria(h5_path, patient_ids, opts), opts)
-    entries = load_cache(path)
+def build_index(
+    h5_path: Path,
+    patient_ids: Sequence[str],
+    opts: DatasetOptions,
+    use_cache: bool = True,
+    split: str = "all",
+    check: Callable[[list[Entry]], None] | None = None,
+) -> list[Entry]:
+    """Load the sample index from the cache or scan the file (and cache the result).
+
+    ``check(entries)`` runs on every call, cached or not, and before a new cache is written: an index that fails it
+    is not cached.
+    """
+    path = cache_path(h5_path, search_criteria(h5_path, patient_ids, opts), opts) if use_cache else None
+    entries = load_cache(path) if path is not None else None
+    fresh = entries is None
     if entries is None:
-        entries = scan_file(h5_path, patient_ids, opts)
+        entries = scan_file(h5_path, patient_ids, opts, split)
+    if check is not None:
+        check(entries)
+    if fresh and path is not None:
         save_cache(path, entries)
     return entries

@@ -1,13 +1,14 @@
-"""Check an input HDF5 file against the contract (outputs_and_consumers §1.12, shell §5) and, optionally, against a
-dataNpath JSON + YAML ``data.dataset`` (what the datamodule would select, via the reader's own selection code) and a
-fold CSV. Problems are collected as errors (the pipeline would fail or train on wrong data) or warnings.
+"""Check an input HDF5 file against the contract (outputs_and_consumers §1.12, shell §5) and, with a dataNpath JSON,
+against what an executor run would read: the run's options come from the executors' own configuration code (same
+defaults, same YAML, same overrides) and its splits go through the reader's own selection and checks
+(``index.scan_file``, ``checks.check_selected``), so problems are reported with the words a run would use.
+Problems are errors (the run would fail or compute something wrong) or warnings.
 """
 
 from __future__ import annotations
 
-import json
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,29 +17,58 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from Engineering.data.datamodule import fold_csv_given, merge_dataset_options
+from Engineering.data.checks import (
+    CONTRACT,
+    Expectation,
+    Finding,
+    check_selected,
+    depth_finding,
+    group_finding,
+    no_samples_message,
+    open_h5_file,
+    series_findings,
+    voxels_message,
+)
 from Engineering.data.folds import SPLITS, read_folds
 from Engineering.data.index import SAMPLE_DEPTH, is_candidate, scan_file
 from Engineering.data.options import DatasetOptions
-from Engineering.errors import ConfigError, ImLatentError
+from Engineering.errors import ImLatentError
 
 _MASKS = ("meta_mask_0", "meta_mask")
+_SHOULD = ("seriesID", "DICOMHeader", "seriesDesc")
 _VOXEL_BLOCK = 2**24  # elements read at a time when scanning for NaN/inf
 
 
 @dataclass
 class ValidationReport:
-    """Errors, warnings and informational lines, each tagged with a check name."""
+    """Errors, warnings and informational lines, each tagged with a check name.
 
-    errors: list[tuple[str, str]] = field(default_factory=list)
-    warnings: list[tuple[str, str]] = field(default_factory=list)
+    Findings about the same series and check are kept once, the error over the warning (the whole-file contract pass
+    and the run's selection pass may both see a series).
+    """
+
+    findings: dict[tuple[str, str, str], Finding] = field(default_factory=dict)
     info: list[str] = field(default_factory=list)
 
+    def add(self, finding: Finding) -> None:
+        slot = (finding.check, finding.key, finding.message if finding.key == "*" else "")
+        kept = self.findings.get(slot)
+        if kept is None or (finding.error and not kept.error):
+            self.findings[slot] = finding
+
     def error(self, check: str, message: str) -> None:
-        self.errors.append((check, message))
+        self.add(Finding(True, check, "*", message))
 
     def warn(self, check: str, message: str) -> None:
-        self.warnings.append((check, message))
+        self.add(Finding(False, check, "*", message))
+
+    @property
+    def errors(self) -> list[tuple[str, str]]:
+        return [(x.check, x.message) for x in self.findings.values() if x.error]
+
+    @property
+    def warnings(self) -> list[tuple[str, str]]:
+        return [(x.check, x.message) for x in self.findings.values() if not x.error]
 
     def render(self, limit: int = 10) -> str:
         """The readable report: info, then errors and warnings grouped by check (``limit`` lines per check)."""
@@ -56,6 +86,17 @@ class ValidationReport:
         return "\n".join(lines)
 
 
+@dataclass
+class RunSelection:
+    """What an executor run reads from the file: dataset options, expectation and the split patient IDs."""
+
+    h5_path: Path
+    options: DatasetOptions
+    expect: Expectation
+    splits: dict[str, list[str] | None]
+    fold_csv: Path | None
+
+
 def _has_bad_voxels(ds: h5py.Dataset) -> bool:
     if not np.issubdtype(ds.dtype, np.inexact):
         return False
@@ -63,27 +104,24 @@ def _has_bad_voxels(ds: h5py.Dataset) -> bool:
     return any(not np.isfinite(ds[i : i + step]).all() for i in range(0, ds.shape[0], step))
 
 
-def _check_series(path: str, ds: h5py.Dataset, need_minmax: bool, voxels: bool, report: ValidationReport) -> None:
-    if ds.ndim != 5:
-        report.error("shape", f"{path}: shape {ds.shape}; expected 5-D (Channel, Time, Slice, X, Y)")
-    if not (np.issubdtype(ds.dtype, np.number) and ds.dtype != np.bool_):
-        report.error("dtype", f"{path}: dtype {ds.dtype}; expected a numeric real or complex type")
+def _contract_series(h5_path: Path, path: str, ds: h5py.Dataset, voxels: bool, report: ValidationReport) -> None:
+    """The per-series checks a run makes (without a run's options) plus the contract's attributes and voxels."""
+    found = series_findings(h5_path, path, ds, CONTRACT)
+    for finding in found:
+        report.add(finding)
+    if any(x.error for x in found):
         return
-    missing = [a for a in ("min_val", "max_val") if a not in ds.attrs]
-    if missing:
-        (report.error if need_minmax else report.warn)(
-            "min/max",
-            f"{path}: no {'/'.join(missing)} attribute"
-            + (" (needed by the 'vol' normalisation)" if need_minmax else ""),
-        )
-    absent = [a for a in ("seriesID", "DICOMHeader", "seriesDesc") if a not in ds.attrs]
+    absent = [a for a in ("min_val", "max_val", *_SHOULD) if a not in ds.attrs]
     if absent:
-        report.warn("attributes", f"{path}: no {'/'.join(absent)} attribute(s) (SHOULD, §1.12)")
+        report.warn(
+            "attributes",
+            f"{path}: no {'/'.join(absent)} attribute(s) (min_val/max_val: MUST for the volumetric normalisations; the rest SHOULD, §1.12)",
+        )
     if voxels and _has_bad_voxels(ds):
-        report.error("voxels", f"{path}: NaN or inf voxels")
+        report.error("voxels", voxels_message(h5_path, path))
 
 
-def check_layout(f: h5py.File, need_minmax: bool, voxels: bool, report: ValidationReport) -> list[str]:
+def check_layout(h5_path: Path, f: h5py.File, voxels: bool, report: ValidationReport) -> list[str]:
     """Structure checks over the whole file; returns the candidate series paths."""
     series: list[str] = []
     shapes: Counter[tuple[str, str]] = Counter()
@@ -93,19 +131,23 @@ def check_layout(f: h5py.File, need_minmax: bool, voxels: bool, report: Validati
         depth = path.count("/") + 1
         name = path.rsplit("/", 1)[-1]
         if isinstance(obj, h5py.Group):
-            if not any(isinstance(o, h5py.Dataset) for o in _walk(obj)):
+            if depth == SAMPLE_DEPTH and is_candidate(name):
+                report.add(group_finding(h5_path, path))
+            elif not any(isinstance(o, h5py.Dataset) for o in _walk(obj)):
                 report.warn("empty group", f"{path}: no datasets below this group")
+            continue
+        if not isinstance(obj, h5py.Dataset):
             continue
         if not is_candidate(name):
             if name not in _MASKS:
                 report.warn("ignored", f"{path}: name contains neither 'primary' nor 'auxiliary'; the reader skips it")
             continue
         if depth != SAMPLE_DEPTH:
-            report.error("depth", f"{path}: dataset at depth {depth}; expected patient/field/instance/series (4)")
+            report.add(depth_finding(h5_path, path, depth))
             continue
         if not name.startswith(("primary", "auxiliary")):
             report.warn("name", f"{path}: key should start with 'primary' or 'auxiliary' (it only contains it)")
-        _check_series(path, obj, need_minmax, voxels, report)
+        _contract_series(h5_path, path, obj, voxels, report)
         series.append(path)
         shapes[(str(obj.shape), str(obj.dtype))] += 1
     patients = list(f.keys())
@@ -158,90 +200,60 @@ def check_folds(csv_path: Path, patients: set[str], report: ValidationReport) ->
     return len(folds)
 
 
-def check_selection(
-    h5_path: Path, options: DatasetOptions, splits: Mapping[str, list[str] | None], report: ValidationReport
-) -> None:
-    """Run the reader's selection (index.scan_file) per split and report the sample counts."""
-    for split, ids in splits.items():
-        with h5py.File(h5_path, "r") as f:
-            wanted = list(f.keys()) if ids is None else ids
+def check_selection(selection: RunSelection, patients: list[str], report: ValidationReport) -> None:
+    """Per split, the reader's own selection (index.scan_file) and data checks (checks.check_selected)."""
+    h5_path = selection.h5_path
+    for split, ids in selection.splits.items():
+        wanted = patients if ids is None else ids
+        found: list[Finding] = []
         try:
-            entries = scan_file(h5_path, wanted, options)
+            entries = scan_file(h5_path, wanted, selection.options, split, found)
         except ImLatentError as err:
-            report.error("selection", f"{split}: {err}")
+            report.error("selection", str(err))
             continue
+        for finding in found:
+            report.add(finding)
         if not entries:
-            report.error(
-                "selection",
-                f"{split}: no samples selected from {len(wanted)} patient(s); check DS_selected_primaries, DS_every_primary and DS_sanity_filters",
-            )
-        else:
-            n_series = len({p for p, _ in entries})
-            report.info.append(
-                f"selection {split}: {len(entries)} sample(s) from {n_series} series of {len({p.split('/')[0] for p, _ in entries})} patient(s)"
-            )
+            report.error("selection", no_samples_message(h5_path, split, len(wanted)))
+            continue
+        for finding in check_selected(h5_path, (p for p, _ in entries), selection.expect):
+            report.add(finding)
+        n_series = len({p for p, _ in entries})
+        n_patients = len({p.split("/")[0] for p, _ in entries})
+        report.info.append(
+            f"selection {split}: {len(entries)} sample(s) from {n_series} series of {n_patients} patient(s)"
+        )
 
 
-def load_run_config(json_path: Path | None, yaml_path: Path | None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The dataNpath JSON and the YAML ``data.dataset`` block (empty dicts when not given)."""
-    import yaml
+def run_selection(script: str, argv: Sequence[str]) -> RunSelection:
+    """What ``Executors/main_<script>.py argv`` would read: the executor's resolution and datamodule factory."""
+    from Engineering.configuration import resolve
+    from Engineering.data.datamodule import H5DataModule
 
-    values: dict[str, Any] = {}
-    dataset: dict[str, Any] = {}
-    if json_path is not None:
-        try:
-            values = json.loads(json_path.read_text())
-        except (OSError, ValueError) as err:
-            raise ImLatentError(
-                f"dataNpath JSON {json_path} cannot be read ({type(err).__name__}); expected a JSON object"
-            ) from None
-    if yaml_path is not None:
-        try:
-            config = yaml.safe_load(yaml_path.read_text()) or {}
-        except (OSError, yaml.YAMLError) as err:
-            raise ConfigError(f"config YAML {yaml_path} cannot be read ({type(err).__name__})") from None
-        dataset = dict((config.get("data") or {}).get("dataset") or {})
-    return values, dataset
+    rc = resolve(script, list(argv))
+    hp = rc.hparams
+    dm = H5DataModule.from_hparams(hp, rc.config, merge_train_val=False)
+    if dm.fold is None:
+        return RunSelection(dm.h5_path, dm.dataset_options, dm.expectation, {"all": None}, None)
+    splits: dict[str, list[str] | None] = {s: dm.split_ids(s) for s in SPLITS}
+    fold_csv = Path(str(hp.datadir)) / str(hp.foldCSV)  # where from_hparams read the fold
+    return RunSelection(dm.h5_path, dm.dataset_options, dm.expectation, splits, fold_csv)
 
 
 def validate(
     h5_path: Path,
-    run_json: Mapping[str, Any] | None = None,
-    yaml_dataset: Mapping[str, Any] | None = None,
+    selection: RunSelection | None = None,
     fold_csv: Path | None = None,
     fold_id: int = 0,
-    norm_type: str = "zscore",
-    zscore_prenorm: str = "minmaxvol",
     voxels: bool = True,
 ) -> ValidationReport:
-    """All checks; ``run_json`` DS_* keys + ``yaml_dataset`` select series like the datamodule would."""
+    """The contract checks over the whole file, the fold CSV's checks and, with ``selection``, the run's checks."""
     report = ValidationReport()
-    run_json = dict(run_json or {})
-    norm_type = str(run_json.get("norm_type", norm_type))
-    zscore_prenorm = str(run_json.get("zscore_prenorm", zscore_prenorm) or "")
-    need_minmax = "vol" in norm_type or "vol" in zscore_prenorm
-    with h5py.File(h5_path, "r") as f:
-        check_layout(f, need_minmax, voxels, report)
-        patients = set(f.keys())
-    fold = None
-    if fold_csv is not None and check_folds(fold_csv, patients, report):
-        try:
-            fold = read_folds(fold_csv, fold_id, disjoint=False)  # check_folds reported overlaps
-        except ImLatentError as err:
-            report.error("folds", str(err))
-    if run_json or yaml_dataset:
-        ds_keys = {k[3:]: v for k, v in run_json.items() if k.startswith("DS_")}
-        try:
-            options = merge_dataset_options(norm_type, zscore_prenorm, yaml_dataset, ds_keys)
-        except ImLatentError as err:
-            report.error("options", str(err))
-            return report
-        splits: dict[str, list[str] | None] = {"all": None} if fold is None else {s: fold.split(s) for s in SPLITS}
-        check_selection(h5_path, options, splits, report)
+    with open_h5_file(h5_path) as f:
+        check_layout(h5_path, f, voxels, report)
+        patients = list(f.keys())
+    if fold_csv is not None:
+        check_folds(fold_csv, set(patients), report)
+    if selection is not None:
+        check_selection(selection, patients, report)
     return report
-
-
-def fold_csv_of(run_json: Mapping[str, Any], datadir: Path) -> Path | None:
-    """The fold CSV named by the JSON (None when ``foldCSV`` is falsy)."""
-    value = run_json.get("foldCSV", "")
-    return datadir / str(value) if fold_csv_given(value) else None

@@ -19,6 +19,7 @@ from Engineering.engines.base import BaseEngine
 from Engineering.engines.diffae import DiffAEEngine
 from Engineering.engines.latent import ClassifyLatentEngine
 from Engineering.engines.recon import ReconEngine
+from Engineering.engines.run_plan import TestWeights, plan_of
 from Engineering.errors import ConfigError
 
 #: (hp, config, paths, merge_train_val) -> datamodule; it may add settings the engine needs to ``hp``
@@ -26,12 +27,21 @@ DataModuleBuilder = Callable[[Any, Mapping[str, Any], RunPaths, bool], pl.Lightn
 
 
 def h5_datamodule(hp: Any, config: Mapping[str, Any], paths: RunPaths, merge_train_val: bool) -> H5DataModule:
-    """Series from HDF5 files (recon, DiffAE)."""
+    """Series from HDF5 files (recon, DiffAE).
+
+    Every split the run reads is indexed and checked here, before the runner writes anything: bad data leaves
+    no run folder.
+    """
     dm = H5DataModule.from_hparams(hp, config, merge_train_val=merge_train_val)
+    plan = plan_of(hp.run_mode)
     opts = dm.dataset_options
-    if opts.fetch_phenotypes or opts.fetch_confounders:
+    side_tables = opts.fetch_phenotypes or opts.fetch_confounders
+    if plan.fit or side_tables:
+        dm.build("fit")
+    if plan.test is not TestWeights.NONE:
+        dm.build("test")
+    if side_tables:
         # phenotype/confounder heads are sized from the training table, so the engine needs these counts
-        dm.setup("fit")
         vars(hp).update(dm.side_counts)
     return dm
 

@@ -136,12 +136,16 @@ def test_no_minmax_when_attrs_missing_or_disabled(tmp_path):
 @pytest.mark.parametrize(
     ("series", "opts", "message"),
     [
-        ({"1/f/primary": _arr((1, 1, 1, 4, 4))}, {}, r"dataset 1/f/primary \(shape \(1, 1, 1, 4, 4\)\) is at depth 3"),
-        ({"1/f/i/primary": _arr((6, 4, 4))}, {}, r"dataset 1/f/i/primary has shape \(6, 4, 4\); expected a 5-D array"),
+        (
+            {"1/f/primary": _arr((1, 1, 1, 4, 4))},
+            {},
+            r"series 1/f/primary is at depth 3; expected series only at patient/field/instance/series",
+        ),
+        ({"1/f/i/primary": _arr((6, 4, 4))}, {}, r"series 1/f/i/primary has shape \(6, 4, 4\); expected a 5-D array"),
         (
             {"1/f/i/primary_SAX_0": _arr((1, 1, 1, 4, 4))},
             {"every_primary": False, "selected_primaries": ["LAX"]},
-            r"DS_selected_primaries entry 'primary_LAX' matches no series in .*; series names present: primary_SAX_0",
+            r"DS_selected_primaries entry 'primary_LAX' matches no series in the file; series names present: primary_SAX_0",
         ),
         (
             {"1/f/i/primary": _arr((1, 5, 1, 4, 4))},

@@ -154,10 +154,8 @@ CASES = [
     Case(
         "complex_not_declared",
         _rewrite_h5(_cast("complex64"), False),
-        (),
-        expect="ok",
-        note="complex series are read as complex whatever is_complexDS says; complex_mode (default 1, magnitude) "
-        "turns them real, as for declared complex data",
+        ("data.h5", "1000011", "is_complexDS is false"),
+        note="complex data would reach a real network (complex latents): refused; more in tests/data/test_bad_data.py",
     ),  # fmt: skip
     Case("nan_voxels", _rewrite_h5(_cast("float32", np.nan)), ("1000011", "NaN", "data.h5")),
     Case("inf_voxels", _rewrite_h5(_cast("float32", np.inf)), ("1000011", "inf")),
@@ -173,14 +171,16 @@ CASES = [
         _rewrite_h5(lambda n, a, at: (a, {**at, "min_val": 5, "max_val": 5})),
         (),
         expect="ok",
-        note="the vol normalisations use the sample's own statistics, never min_val/max_val",
+        note="the recon default divbymaxvol divides by max_val=5: a valid scale; minmaxvol (a zero divisor) is "
+        "refused unless the series is flat (tests/data/test_bad_data.py)",
     ),
     Case(
         "missing_minmax_attrs",
         _rewrite_h5(lambda n, a, at: (a, {k: v for k, v in at.items() if k not in ("min_val", "max_val")}), False),
         (),
         expect="ok",
-        note="min_val/max_val are optional (only fetchMinMax reads them)",
+        note="absent on every series: the volumetric normalisations fall back to per-sample statistics, with a "
+        "warning; absent on some only is an error (tests/data/test_bad_data.py)",
     ),  # fmt: skip
     # --- the fold CSV
     Case(
