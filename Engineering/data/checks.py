@@ -128,7 +128,7 @@ def _minmax_use(expect: Expectation) -> str:
     if expect.minmax_used:
         return f"norm_type {expect.norm_type} normalises with it"
     if expect.fetch_minmax:
-        return f"it is read into every sample (norm_type {expect.norm_type or 'zscore'} does not use it)"
+        return f"it is read into every sample; norm_type {expect.norm_type or 'zscore'} does not use it"
     return "the volumetric normalisations read it"
 
 

@@ -43,8 +43,8 @@ _VOXEL_BLOCK = 2**24  # elements read at a time when scanning for NaN/inf
 class ValidationReport:
     """Errors, warnings and informational lines, each tagged with a check name.
 
-    Findings about the same series and check are kept once, the error over the warning (the whole-file contract pass
-    and the run's selection pass may both see a series).
+    Findings about the same series and check are kept once (the whole-file contract pass and the run's selection
+    pass may both see a series): the error over the warning, else the later one, so the run's words win.
     """
 
     findings: dict[tuple[str, str, str], Finding] = field(default_factory=dict)
@@ -53,7 +53,7 @@ class ValidationReport:
     def add(self, finding: Finding) -> None:
         slot = (finding.check, finding.key, finding.message if finding.key == "*" else "")
         kept = self.findings.get(slot)
-        if kept is None or (finding.error and not kept.error):
+        if kept is None or finding.error >= kept.error:
             self.findings[slot] = finding
 
     def error(self, check: str, message: str) -> None:
