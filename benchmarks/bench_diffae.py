@@ -236,7 +236,7 @@ def time_test_stage(args: argparse.Namespace, engine: DiffAEEngine, batches: lis
 
     from torch.utils.data import DataLoader
 
-    from Engineering.engines.base import TestOutputs
+    from Engineering.outputs.collector import TestOutputs
 
     items = [
         {"inp": {"data": x[b]}, "key": f"{1000000 + i * len(x) + b}/20208/2_0/primary_0", "indices": (0, 0, 0)}

@@ -1,30 +1,25 @@
 """Shared LightningModule behaviour: optimisers, LR decay, logging helpers and the test-output lifecycle.
 
-Engines (recon, DiffAE, latent) are thin subclasses. The test stage is common to all of them: each
-engine implements :meth:`BaseEngine.infer` (one batch -> embeddings, reconstructions, ground truth) and
-the base class accumulates the results, gathers them from every rank and lets rank 0 write
-``emb.h5``, ``recon.h5`` and ``metrics.csv/.pkl`` once, atomically (shell.md §6).
+Engines (recon, DiffAE, latent) are thin subclasses over their networks. The test stage is common to all of them:
+each engine implements :meth:`BaseEngine.infer` (one batch -> embeddings, reconstructions, ground truth) and hands
+the result to the test-output collector (:class:`Engineering.outputs.collector.OutputCollector`), which gathers the
+results of every rank and lets rank 0 write ``emb.h5``, ``recon.h5`` and ``metrics.csv/.pkl`` once.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, cast
 
 import lightning.pytorch as pl
-import numpy as np
 import torch
 
 from Engineering.errors import ConfigError
+from Engineering.outputs.collector import InferenceResult, OutputCollector, TestOutputs
 from Engineering.transforms import parse_shape
 
 log = logging.getLogger("imlatent")
-
-#: at most this many PNG panels per test run (the first series stored), to bound memory and files
-MAX_PANELS = 32
 
 #: optimiserID -> (name, factory(params, lr))
 OPTIMISERS: dict[int, str] = {
@@ -36,31 +31,6 @@ OPTIMISERS: dict[int, str] = {
     100: "DeepSpeedCPUAdam",
     200: "FusedAdam",
 }
-
-
-@dataclass
-class TestOutputs:
-    """Where and what the test stage writes (shell.md §6)."""
-
-    output_dir: Path
-    save_recon: bool = True
-    recon_subjects: set[str] | None = None
-    metric_suffix: str = ""
-    eval_options: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class InferenceResult:
-    """One test batch as seen by the writers.
-
-    embedding: (B, L); recon and ground_truth: (B, C, *spatial) in the metric space (normally [0, 1]) or None.
-    extra: additional per-sample predictions written as ``<tag>.h5`` (e.g. ``pheno_pred``), each (B, n).
-    """
-
-    embedding: torch.Tensor
-    recon: torch.Tensor | None = None
-    ground_truth: torch.Tensor | None = None
-    extra: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 def build_optimiser(optimiser_id: int | str, params: Any, lr: float) -> torch.optim.Optimizer:
@@ -156,7 +126,7 @@ class BaseEngine(pl.LightningModule):
         self.automatic_optimization = bool(self.hp.get("auto_optim", True))
         self.test_outputs: TestOutputs | None = None
         self.provenance: dict[str, Any] | None = None  # root attributes of emb.h5, set by the runner
-        self._results: Any = None
+        self.collector: OutputCollector | None = None  # the test stage's, made in on_test_start
 
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self) -> Any:
@@ -236,139 +206,26 @@ class BaseEngine(pl.LightningModule):
         raise NotImplementedError
 
     def on_test_start(self) -> None:
-        from Engineering.outputs import Evaluator, ResultHolder
-
         if self.test_outputs is None:
             raise ConfigError("the engine has no test output settings; the runner must set engine.test_outputs")
-        eval_opts = dict(self.test_outputs.eval_options)
-        self._results = {
-            "emb": ResultHolder(),
-            "recon": ResultHolder(),
-            "gt": ResultHolder(),  # ground truth of the recon subjects, for the PNG panels
-            "extra": {},
-            "rows": [],
-            "evaluator": Evaluator(
-                metrics2use=eval_opts.get("metrics2use") or {},
-                norm4diff=bool(eval_opts.get("norm4diff", False)),
-                store_fullscale_evals=bool(eval_opts.get("store_fullscale_evals", False)),
-                n_calc_processes=_metric_processes(int(eval_opts.get("n_calc_processes", 0))),
-                mp_start_method="spawn" if torch.cuda.is_initialized() else "fork",
-            ),
-            "ssim": [],
-        }
+        is3d = bool(int(self.hp.get("is3D", 1)))
+        self.collector = OutputCollector(self.test_outputs, is3d=is3d, provenance=self.provenance)
 
     def test_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
-        result = self.infer(batch)
-        keys = list(batch["key"])
-        indices = tuple(torch.as_tensor(ix).tolist() for ix in batch["indices"])
-        res = self._results
-        res["emb"].add(keys, indices, _to_numpy(result.embedding))
-        for tag, values in result.extra.items():
-            res["extra"].setdefault(tag, type(res["emb"])()).add(keys, indices, _to_numpy(values))
-        if result.recon is None or result.ground_truth is None:
-            return
-        recon = _to_numpy(result.recon)
-        gt = _to_numpy(result.ground_truth)
-        assert self.test_outputs is not None  # checked in on_test_start
-        if self.test_outputs.save_recon:
-            squeezed = np.stack([_squeeze_channel(r) for r in recon])  # recon.h5 drops a singleton channel axis
-            res["recon"].add(keys, indices, squeezed, only_subjects=self.test_outputs.recon_subjects)
-            if len(res["gt"].keys()) < MAX_PANELS:  # ground truth is kept only for the series that get a panel
-                truth = np.stack([_squeeze_channel(g) for g in gt])
-                res["gt"].add(keys, indices, truth, only_subjects=self.test_outputs.recon_subjects)
-        rows = res["evaluator"].evaluate(gt, recon, keys)
-        res["rows"].extend(rows)
-        from Engineering.outputs import median_ssim
-
-        res["ssim"].append(float(median_ssim(gt, recon)))
+        assert self.collector is not None  # made in on_test_start
+        self.collector.add(batch["key"], batch["indices"], self.infer(batch))
 
     def on_test_epoch_end(self) -> None:
         """Log ``test_ssim[_<suffix>]``: the mean over all ranks' batches of the per-batch median SSIM (§6.7).
 
         Every rank takes part in the reduction, also one whose shard of the test set was empty, so none waits.
         """
-        values = [v for v in self._results["ssim"] if np.isfinite(v)]
-        stats = torch.tensor([sum(values), len(values)], dtype=torch.float64, device=self.device)
+        assert self.collector is not None  # made in on_test_start
+        stats = torch.tensor(self.collector.ssim_sum_count(), dtype=torch.float64, device=self.device)
         total = cast(torch.Tensor, self.all_gather(stats)).reshape(-1, 2).sum(0)  # (world, 2) -> (2,)
         if total[1] > 0:
-            assert self.test_outputs is not None  # checked in on_test_start
-            name = "test_ssim" + (f"_{self.test_outputs.metric_suffix}" if self.test_outputs.metric_suffix else "")
-            self.log(name, float(total[0] / total[1]), rank_zero_only=True)
+            self.log(self.collector.ssim_name, float(total[0] / total[1]), rank_zero_only=True)
 
     def on_test_end(self) -> None:
-        from Engineering.outputs import ResultHolder, gather_to_rank0, write_metrics, write_results_h5
-
-        res = self._results
-        res["evaluator"].close()
-        state = {
-            "emb": res["emb"].state(),
-            "recon": res["recon"].state(),
-            "gt": res["gt"].state(),
-            "extra": {k: v.state() for k, v in res["extra"].items()},
-            "rows": res["rows"],
-        }
-        gathered = gather_to_rank0(state)
-        if gathered is None:  # not rank 0: rank 0 writes everything once
-            return
-        emb = ResultHolder.merged(ResultHolder.from_state(st["emb"]) for st in gathered)
-        recon = ResultHolder.merged(ResultHolder.from_state(st["recon"]) for st in gathered)
-        tags = sorted({tag for st in gathered for tag in st["extra"]})
-        rows = [row for st in gathered for row in st["rows"]]
-        if len(gathered) > 1:  # ranks hold strided shares: one deterministic order whatever the number of ranks
-            rows.sort(key=_row_identity)
-        assert self.test_outputs is not None  # checked in on_test_start
-        out = self.test_outputs.output_dir
-        out.mkdir(parents=True, exist_ok=True)
-        emb_dense = emb.to_dense()
-        attrs = dict(self.provenance) if self.provenance else None
-        if attrs is not None and emb_dense:
-            attrs["imlatent_latent_dim"] = int(next(iter(emb_dense.values())).shape[-1])  # the length really written
-        write_results_h5(out / "emb.h5", emb_dense, attrs=attrs)
-        if self.test_outputs.save_recon:
-            from Engineering.outputs.panels import PANEL_DIR, write_recon_panels
-
-            recon_dense = recon.to_dense()
-            write_results_h5(out / "recon.h5", recon_dense)
-            gt = ResultHolder.merged(ResultHolder.from_state(st["gt"]) for st in gathered)
-            is3d = bool(int(self.hp.get("is3D", 1)))
-            gt_dense = gt.to_dense()
-            panel_recon = {key: recon_dense[key] for key in gt_dense if key in recon_dense}
-            write_recon_panels(out / PANEL_DIR, panel_recon, gt_dense, is3D=is3d)
-        for tag in tags:
-            holder = ResultHolder.merged(
-                ResultHolder.from_state(st["extra"][tag]) for st in gathered if tag in st["extra"]
-            )
-            write_results_h5(out / f"{tag}.h5", holder.to_dense())
-        if rows:
-            write_metrics(out, rows)
-        log.info("Test outputs written to %s (%d series)", out, len(emb))
-
-
-def _row_identity(row: Mapping[str, Any]) -> tuple[str, ...]:
-    from Engineering.science.metrics import ID_COLUMNS
-
-    return tuple(str(row.get(col, "")) for col in ID_COLUMNS)
-
-
-def _metric_processes(requested: int) -> int:
-    """Metric worker processes: as configured (-1 = all CPUs), but never more than this process may use."""
-    import os
-
-    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    if requested < 0:
-        return available
-    return min(requested, available)
-
-
-def _to_numpy(t: torch.Tensor | np.ndarray) -> np.ndarray:
-    if isinstance(t, np.ndarray):
-        return t
-    t = t.detach().cpu()
-    if t.dtype in (torch.float16, torch.bfloat16):
-        t = t.float()
-    return t.numpy()
-
-
-def _squeeze_channel(x: np.ndarray) -> np.ndarray:
-    """Drop a singleton channel axis of one sample (C, *spatial), as recon.h5 stores it."""
-    return x[0] if x.shape[0] == 1 else x
+        assert self.collector is not None  # made in on_test_start
+        self.collector.write()

@@ -14,8 +14,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from Engineering.engines.base import BaseEngine, InferenceResult
+from Engineering.engines.base import BaseEngine
 from Engineering.errors import ConfigError
+from Engineering.outputs.collector import InferenceResult
 from Engineering.science.diffusion import GaussianDiffusion
 from Engineering.science.ema import ema_copy, ema_update
 from Engineering.transforms import parse_shape

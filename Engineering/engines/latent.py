@@ -25,8 +25,10 @@ import torch
 from scipy.stats import rankdata
 from torch import nn
 
-from Engineering.engines.base import BaseEngine, InferenceResult
+from Engineering.engines.base import BaseEngine
 from Engineering.errors import ConfigError
+from Engineering.outputs.collector import InferenceResult
+from Engineering.outputs.predictions import PredictionCollector
 from Engineering.warp_drives.latent import build_latent_head, ema_copy, ema_update
 
 if TYPE_CHECKING:
@@ -107,7 +109,7 @@ class ClassifyLatentEngine(BaseEngine):
         self.ema_decay = float(hp.get("ema_decay", 0.9999))
         if not 0.0 <= self.ema_decay <= 1.0:
             raise ConfigError(f"--ema_decay {self.ema_decay}; expected a value in [0, 1]")
-        self._collected: dict[str, list[Any]] = {}
+        self.predictions = PredictionCollector()  # of the current validation epoch or test run
 
     def train(self, mode: bool = True) -> ClassifyLatentEngine:
         """Lightning switches modes on the whole module; the EMA shadow always stays in eval."""
@@ -137,13 +139,15 @@ class ClassifyLatentEngine(BaseEngine):
         return loss, out, out_ema
 
     def _collect(self, batch: Mapping[str, Any], out: torch.Tensor, out_ema: torch.Tensor) -> None:
-        c = self._collected
-        c.setdefault("target", []).append(batch["phenotypes"].detach().cpu().numpy())
-        c.setdefault("pred", []).append(self._readout(out))
-        c.setdefault("pred_ema", []).append(self._readout(out_ema))
-        for name in _ID_COLUMNS:
-            values = batch[name]
-            c.setdefault(name, []).extend(values.tolist() if torch.is_tensor(values) else list(values))
+        arrays = {
+            "target": batch["phenotypes"].detach().cpu().numpy(),
+            "pred": self._readout(out),
+            "pred_ema": self._readout(out_ema),
+        }
+        ids = {
+            name: batch[name].tolist() if torch.is_tensor(batch[name]) else list(batch[name]) for name in _ID_COLUMNS
+        }
+        self.predictions.add(ids, arrays)
 
     def _readout(self, out: torch.Tensor) -> np.ndarray:
         out = out.detach().float().cpu()
@@ -162,25 +166,22 @@ class ClassifyLatentEngine(BaseEngine):
         ema_update(self.ema_net, self.net, self.ema_decay)
 
     def on_validation_epoch_start(self) -> None:
-        self._collected = {}
+        self.predictions = PredictionCollector()
 
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
         self._step(batch, "val")
 
     def on_validation_epoch_end(self) -> None:
-        if not self._collected:
+        if self.predictions.empty:
             return
         for name, value in self.scores("val").items():
             self.log(name, value, sync_dist=True)
 
     # ------------------------------------------------------------------ scores
-    def _stacked(self) -> dict[str, np.ndarray]:
-        return {k: np.concatenate(self._collected[k]) for k in ("target", "pred", "pred_ema")}
-
     def scores(self, split: str) -> dict[str, float]:
         """``<split>_r2_<i>``/``<split>_r2_ema_<i>`` (regression) or ``<split>_acc``, ``<split>_auroc`` and their
         ``_ema`` twins (classification) over everything collected in this epoch."""
-        data = self._stacked()
+        data = self.predictions.stacked()
         out: dict[str, float] = {}
         if self.task == "classification":
             labels = data["target"].astype(np.int64)
@@ -202,23 +203,17 @@ class ClassifyLatentEngine(BaseEngine):
     def on_test_start(self) -> None:
         if self.test_outputs is None:
             raise ConfigError("the engine has no test output settings; the runner must set engine.test_outputs")
-        self._collected = {}
+        self.predictions = PredictionCollector()
 
     def test_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
         self._step(batch, "test")
 
     def on_test_epoch_end(self) -> None:
-        from Engineering.outputs import gather_to_rank0
-
-        gathered = gather_to_rank0(self._collected)
+        gathered = self.predictions.gathered()
         if gathered is None:
             return
-        merged: dict[str, list[Any]] = {}
-        for part in gathered:
-            for key, values in part.items():
-                merged.setdefault(key, []).extend(values)
-        self._collected = merged
-        if not merged:
+        self.predictions = gathered
+        if gathered.empty:
             log.warning("the test split produced no batches; no latent test outputs written")
             return
         scores = self.scores("test")
@@ -235,8 +230,10 @@ class ClassifyLatentEngine(BaseEngine):
         assert self.test_outputs is not None  # checked in on_test_start
         out_dir = self.test_outputs.output_dir
         out_dir.mkdir(parents=True, exist_ok=True)
-        data = self._stacked()
-        table = pd.DataFrame({name: self._collected[name] for name in _ID_COLUMNS}).rename(columns={"dsID": "data_tag"})
+        data = self.predictions.stacked()
+        table = pd.DataFrame({name: self.predictions.ids[name] for name in _ID_COLUMNS}).rename(
+            columns={"dsID": "data_tag"}
+        )
         table = pd.concat([table, self._prediction_columns(data)], axis=1)
         table.to_csv(out_dir / PREDICTIONS_CSV, index=False)
         self._score_table(scores).to_csv(out_dir / SCORES_CSV, index=False)
@@ -266,7 +263,7 @@ class ClassifyLatentEngine(BaseEngine):
 
     def _score_table(self, scores: Mapping[str, float]) -> pd.DataFrame:
         if self.task == "classification":
-            row = {"phenotype": self.targets[0], "n": len(self._collected["subID"])}
+            row = {"phenotype": self.targets[0], "n": len(self.predictions.ids["subID"])}
             row.update({k.removeprefix("test_"): v for k, v in scores.items()})
             return pd.DataFrame([row]).rename(columns={"acc": "accuracy", "acc_ema": "accuracy_ema"})
         rows = [

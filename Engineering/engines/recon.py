@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING, Any, cast
 import torch
 from torch import nn
 
-from Engineering.engines.base import BaseEngine, InferenceResult, build_lr_scheduler, build_optimiser
+from Engineering.engines.base import BaseEngine, build_lr_scheduler, build_optimiser
 from Engineering.engines.recon_build import EXTRA_PREDICTIONS, batch_extras, build_station
 from Engineering.errors import ConfigError
+from Engineering.outputs.collector import InferenceResult
 from Engineering.science.losses import build_engine_loss
 
 if TYPE_CHECKING:

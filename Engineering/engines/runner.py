@@ -24,7 +24,7 @@ from lightning.pytorch.tuner import Tuner
 
 from Engineering.configuration import make_run_name, resolve_run, run_paths, save_resolved, system_resources
 from Engineering.configuration.resolve import resolved_document
-from Engineering.engines.base import BaseEngine, TestOutputs, plain_hparams
+from Engineering.engines.base import BaseEngine, plain_hparams
 from Engineering.engines.run_plan import TestWeights, plan_of
 from Engineering.engines.stored_config import StoreRunConfig, check_checkpoint_fits
 from Engineering.engines.strategies import check_run_settings, compile_network, global_rank
@@ -33,6 +33,7 @@ from Engineering.engines.trainer_setup import build_callbacks, build_loggers, tr
 from Engineering.errors import CheckpointError, ConfigError
 from Engineering.hub import load_into
 from Engineering.hub.checkpoints import is_deepspeed_checkpoint, select_checkpoint
+from Engineering.outputs.collector import TestOutputs
 from Engineering.outputs.provenance import code_version, provenance_attrs
 
 log = logging.getLogger("imlatent")

@@ -13,10 +13,10 @@ import torch
 
 from Engineering.data.folds import Fold
 from Engineering.data.latent_datamodule import LatentDataModule
-from Engineering.engines.base import TestOutputs as OutputSettings
 from Engineering.engines.latent import ClassifyLatentEngine, auroc, r2_scores
 from Engineering.errors import ConfigError
 from Engineering.outputs import write_results_h5
+from Engineering.outputs.collector import TestOutputs as OutputSettings
 from Engineering.warp_drives.latent import build_latent_head, ema_copy, ema_update
 
 L, TAG = 8, "primary_LAX_4Ch_transverse_0"

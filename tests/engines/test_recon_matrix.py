@@ -15,8 +15,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from Engineering.engines.base import TestOutputs
 from Engineering.errors import ConfigError
+from Engineering.outputs.collector import TestOutputs
 from Engineering.warp_drives.pythae.registry import available_models
 from tests.engines.test_recon_engine import B, L, changed_groups, custom_options, make_batch, make_engine
 
