@@ -35,10 +35,28 @@ class CheckpointError(ImLatentError):
     """A checkpoint or pretrained weight file is missing, unreadable or does not fit the model."""
 
 
+class OutputError(ImLatentError):
+    """A result file cannot be written (disk full, no permission) or an output set is incomplete."""
+
+
+class RunFolderBusyError(ImLatentError):
+    """Another run holds the run folder's lock."""
+
+
 def debug_requested(argv: Sequence[str]) -> bool:
     """True when ``--debug`` is among the arguments or ``IMLATENT_DEBUG`` is set to a true value."""
     env = os.environ.get("IMLATENT_DEBUG", "").strip().lower()
     return "--debug" in argv or env in {"1", "true", "yes", "on"}
+
+
+def error_line(err: BaseException) -> str:
+    """The one line that reports ``err``: ``imlatent: error: <message>`` for user errors, else its type and text."""
+    message = " ".join(str(err).split("\n")).strip()
+    if isinstance(err, ImLatentError):
+        return f"imlatent: error: {message}"
+    if isinstance(err, KeyboardInterrupt) or (isinstance(err, SystemExit) and err.code == 1):
+        return "imlatent: interrupted"
+    return f"{type(err).__name__}: {message}" if message else type(err).__name__
 
 
 def run_guarded(main: Callable[[Sequence[str]], int | None], argv: Sequence[str] | None = None) -> int:
@@ -52,8 +70,7 @@ def run_guarded(main: Callable[[Sequence[str]], int | None], argv: Sequence[str]
     try:
         return main(args) or 0
     except ImLatentError as err:
-        message = " ".join(str(err).split("\n")).strip()
-        print(f"imlatent: error: {message}", file=sys.stderr)
+        print(error_line(err), file=sys.stderr)
         return err.exit_code
     except Exception as err:
         # Lightning reports impossible Trainer settings this way: they are user input too

@@ -228,17 +228,18 @@ class ClassifyLatentEngine(BaseEngine):
     def write_test_outputs(self, scores: Mapping[str, float]) -> None:
         """Predictions per series and scores per target into the Output folder."""
         assert self.test_outputs is not None  # checked in on_test_start
+        from Engineering.outputs.files import atomic_write_bytes
+
         out_dir = self.test_outputs.output_dir
-        out_dir.mkdir(parents=True, exist_ok=True)
         data = self.predictions.stacked()
         table = pd.DataFrame({name: self.predictions.ids[name] for name in _ID_COLUMNS}).rename(
             columns={"dsID": "data_tag"}
         )
         table = pd.concat([table, self._prediction_columns(data)], axis=1)
-        table.to_csv(out_dir / PREDICTIONS_CSV, index=False)
-        self._score_table(scores).to_csv(out_dir / SCORES_CSV, index=False)
+        atomic_write_bytes(out_dir / PREDICTIONS_CSV, table.to_csv(index=False).encode("utf-8"))
+        atomic_write_bytes(out_dir / SCORES_CSV, self._score_table(scores).to_csv(index=False).encode("utf-8"))
         summary = {"task": self.task, "n_test": len(table), "targets": self.targets, "scores": dict(scores)}
-        (out_dir / SCORES_JSON).write_text(json.dumps(summary, indent=2, default=float) + "\n")
+        atomic_write_bytes(out_dir / SCORES_JSON, (json.dumps(summary, indent=2, default=float) + "\n").encode())
         log.info("Latent test outputs written to %s (%d series)", out_dir, len(table))
 
     def _prediction_columns(self, data: Mapping[str, np.ndarray]) -> pd.DataFrame:

@@ -3,13 +3,14 @@
 ``main(script, argv)`` resolves the configuration and follows two tables: the task of ``--taskID``
 (:mod:`Engineering.engines.tasks`: engine, datamodule, fixed settings) and the plan of ``--run_mode``
 (:mod:`Engineering.engines.run_plan`: which of fit, validation and test run, on which splits, with which weights).
-Everything that can be refused (settings, checkpoint, data) is checked before the run folder is created.
+Everything that can be refused (settings, checkpoint, data) is checked before the run folder is created. From then on
+the run holds the folder (:mod:`Engineering.engines.run_folder`: one run per folder, nothing new left behind by a
+failed run) and publishes ``Output*/`` as one set (:mod:`Engineering.outputs.outset`).
 """
 
 from __future__ import annotations
 
 import copy
-import datetime as _dt
 import logging
 import resource
 import sys
@@ -25,15 +26,17 @@ from lightning.pytorch.tuner import Tuner
 from Engineering.configuration import make_run_name, resolve_run, run_paths, save_resolved, system_resources
 from Engineering.configuration.resolve import resolved_document
 from Engineering.engines.base import BaseEngine, plain_hparams
+from Engineering.engines.run_folder import RunFolder
 from Engineering.engines.run_plan import TestWeights, plan_of
 from Engineering.engines.stored_config import StoreRunConfig, check_checkpoint_fits
 from Engineering.engines.strategies import check_run_settings, compile_network, global_rank
 from Engineering.engines.tasks import TASKS, build_engine, task_of, task_of_script
 from Engineering.engines.trainer_setup import build_callbacks, build_loggers, trainer_kwargs
-from Engineering.errors import CheckpointError, ConfigError
+from Engineering.errors import CheckpointError, ConfigError, OutputError
 from Engineering.hub import load_into
 from Engineering.hub.checkpoints import is_deepspeed_checkpoint, select_checkpoint
 from Engineering.outputs.collector import TestOutputs
+from Engineering.outputs.outset import OutputSet, verify_output_set
 from Engineering.outputs.provenance import code_version, provenance_attrs
 
 log = logging.getLogger("imlatent")
@@ -72,18 +75,31 @@ class Runner:
         self.model = self.engine()  # likewise for a checkpoint whose network differs from this command's
         if self.ckpt is not None:
             check_checkpoint_fits(self.model, self.ckpt)
-        for folder in (self.paths.run_dir, self.paths.checkpoints, self.paths.output):
-            folder.mkdir(parents=True, exist_ok=True)
-        if self.rank == 0:  # DDP children and other srun tasks share the run folder: rank 0 writes it once
-            _attach_log_file(self.paths.log_file)
-            # a test-only invocation documents its own output folder; training invocations the run folder
-            target = self.paths.run_dir if self.plan.fit else self.paths.output
-            save_resolved(self.pristine, target / "resolved_config.yaml")
+        # one run per run folder (rank 0 locks it); a failure from here on leaves nothing new behind
+        self.folder = RunFolder(self.paths, self.rank)
+        self.outset: OutputSet | None = None  # the staging folder of Output*/ (rank 0), published after the test
+        with self.folder.guard():
+            self.folder.open()
+            self.paths.checkpoints.mkdir(parents=True, exist_ok=True)
+            if self.rank == 0:  # DDP children and other srun tasks share the run folder: rank 0 writes it once
+                # a test-only invocation documents its own output set; training invocations the run folder
+                target = self.paths.run_dir
+                if not self.plan.fit:
+                    self.outset = self.folder.output_set(self.paths.output)
+                    target = self.outset.staging
+                pristine = self.pristine
+                self.folder.replace_file(target / "resolved_config.yaml", lambda path: save_resolved(pristine, path))
         if hp.matmul_precision != "highest" and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
             torch.set_float32_matmul_precision(hp.matmul_precision)
 
     # ------------------------------------------------------------------ the run, as the plan says
     def engage(self) -> None:
+        """Fit and/or test as the plan says; the run folder is released at the end (and cleaned after a failure)."""
+        with self.folder.guard():
+            self._engage()
+        self.folder.close()
+
+    def _engage(self) -> None:
         engine = self.model
         trainer = self.trainer(engine, self.dm)
         if self.hp.auto_bs or self.hp.auto_lr:
@@ -102,13 +118,27 @@ class Runner:
         trainer.fit(engine, datamodule=self.dm, ckpt_path=str(ckpt) if ckpt else None)
 
     def test(self, trainer: pl.Trainer, engine: BaseEngine) -> None:
+        """Test into a staging folder that rank 0 publishes as ``Output*/`` once every file is written."""
+        if self.rank == 0 and self.paths.output.exists():
+            problems = verify_output_set(self.paths.output, checksum=False)
+            if problems:
+                log.warning(
+                    "%s is not a complete output set (%s); this run replaces it", self.paths.output, problems[0]
+                )
+        if self.rank == 0 and self.outset is None:
+            self.outset = self.folder.output_set(self.paths.output)
         self.dm.setup("test")
-        engine.test_outputs = self.test_outputs()
+        engine.test_outputs = self.test_outputs(self.outset.staging if self.outset else self.paths.output)
         load, weights = self.test_weights(trainer)
         engine.provenance = self.provenance(engine, weights)
         if load is not None:
             load_weights_into(engine, load)
-        trainer.test(engine, datamodule=self.dm)
+        try:
+            trainer.test(engine, datamodule=self.dm)
+        except OutputError as err:  # name the published files, not the staging folder
+            raise (self.outset.rename_error(err) if self.outset else err) from err
+        if self.outset is not None:
+            log.info("Test outputs published to %s", self.outset.publish(engine.provenance))
 
     # ------------------------------------------------------------------ pieces
     def checkpoint_path(self) -> Path | None:
@@ -150,10 +180,10 @@ class Runner:
             torch.use_deterministic_algorithms(True, warn_only=True)
         return trainer
 
-    def test_outputs(self) -> TestOutputs:
+    def test_outputs(self, output_dir: Path) -> TestOutputs:
         training_cfg = self.config.get("training", {})
         return TestOutputs(
-            output_dir=self.paths.output,
+            output_dir=output_dir,
             save_recon=bool(training_cfg.get("save_recon", True)) and not getattr(self.hp, "test_emb_only", False),
             recon_subjects=getattr(self.dm, "recon_subjects", None),
             metric_suffix=self.hp.output_suffix,
@@ -329,19 +359,6 @@ def _apply_resources(hp: Any, resources: Any) -> None:
     limit = getattr(hp, "mem_limit", None)
     if limit:  # opt-in address-space limit (DEFECT 26: off by default)
         resource.setrlimit(resource.RLIMIT_AS, (int(limit), int(limit)))
-
-
-def _attach_log_file(path: Path) -> None:
-    """Append a mission banner and every log record of this run to CaptainsLog.log."""
-    root = logging.getLogger("imlatent")
-    root.setLevel(logging.DEBUG)
-    if not any(isinstance(h, logging.FileHandler) and Path(h.baseFilename) == path.resolve() for h in root.handlers):
-        handler = logging.FileHandler(path, mode="a", encoding="utf-8")
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-        root.addHandler(handler)
-    now = _dt.datetime.now()
-    stardate = now.year * 1000 + now.timetuple().tm_yday + now.hour / 24
-    root.info("======== NEW MISSION ======== Stardate %.2f Earthdate %s", stardate, now.strftime("%d/%m/%Y %H:%M:%S"))
 
 
 def main(script: str, argv: Sequence[str]) -> int:

@@ -143,7 +143,7 @@ class OutputCollector:
             rows.sort(key=_row_identity)
         if rows:
             write_metrics(out, rows)
-        log.info("Test outputs written to %s (%d series)", out, len(emb))
+        log.info("Test outputs written (%d series); published as a set once the test ends", len(emb))
 
     def _write_embeddings(self, out: Path, emb_dense: dict[str, np.ndarray]) -> None:
         attrs = dict(self.provenance) if self.provenance else None

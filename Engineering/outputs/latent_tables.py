@@ -23,6 +23,7 @@ import pandas as pd
 
 from Engineering.errors import ConfigError, DataError
 from Engineering.outputs.h5writer import KEY_DEPTH, write_results_h5
+from Engineering.outputs.outset import check_output_file
 
 KEY_COLUMNS = ("subID", "fieldID", "instanceID", "data_tag")
 GWAS_ID_COLUMNS = ("FID", "IID")
@@ -316,6 +317,7 @@ def _read_raw(path: Path) -> dict[str, np.ndarray]:
     """Every depth-4 dataset of ``path`` as stored (dtype and shape kept)."""
     if not path.is_file():
         raise DataError(f"latent file {path} does not exist; expected an emb.h5 written by a test run")
+    check_output_file(path)  # refuses a file of an incomplete output set (a killed run's staging folder)
     out: dict[str, np.ndarray] = {}
 
     def visit(name: str, obj: object) -> None:

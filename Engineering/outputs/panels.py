@@ -9,14 +9,15 @@ that no key (e.g. a crafted subject ID ``../../x``) can name a file outside the 
 from __future__ import annotations
 
 import hashlib
-import os
+import io
 import re
-import uuid
 from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from Engineering.outputs.files import atomic_write_bytes
 
 PANEL_DIR = "panels"
 ROWS = ("input", "reconstruction", "|difference|")
@@ -98,18 +99,14 @@ def render_panel(gt_frames: np.ndarray, recon_frames: np.ndarray, n_slices: int 
 
 
 def _write_png(out_dir: Path, key: str, image: np.ndarray) -> Path:
-    """Write ``image`` to ``out_dir/panel_name(key)`` atomically (hidden temporary sibling + os.replace)."""
+    """Write ``image`` to ``out_dir/panel_name(key)`` atomically (see :func:`atomic_write_bytes`)."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / panel_name(key)
     if path.resolve().parent != out_dir.resolve():
         raise ValueError(f"panel name for key {key!r} resolves outside {out_dir}")
-    tmp = out_dir / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
-    try:
-        Image.fromarray(image, mode="L").save(tmp, format="PNG")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    png = io.BytesIO()
+    Image.fromarray(image, mode="L").save(png, format="PNG")
+    atomic_write_bytes(path, png.getbuffer())
     return path
 
 

@@ -1,4 +1,4 @@
-"""Bad inputs end with one ``imlatent: error:`` line naming the culprit, no traceback and no output files.
+"""Bad inputs end with one ``imlatent: error:`` line naming the culprit, no traceback and nothing left behind.
 
 One table, ``CASES``: each row builds a broken input in ``tmp_path`` (a data file, a fold CSV, a YAML, a JSON or a
 command-line value) and runs the executor in-process through :func:`Engineering.errors.run_guarded`, as the
@@ -290,6 +290,8 @@ def test_bad_input(case: Case, broken: Path, tmp_path: Path, repo_root: Path, mo
         assert name in lines[0], f"{name!r} not in {lines[0]!r}"
     written = [p.name for p in results.rglob("*") if p.name in OUTPUT_FILES] if results.exists() else []
     assert not written
+    # nothing else either: no run folder skeleton, no TensorBoard folder (the run created them, so it removed them)
+    assert not results.exists() and not results.with_name("results_tb").exists()
 
 
 def test_table_is_large_enough() -> None:

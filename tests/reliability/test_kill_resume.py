@@ -2,51 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
 
-from tests.reliability.conftest import common_args
+from tests.reliability.conftest import common_args, finish, start_driver, wait_for
 
-DRIVER = "tests/reliability/reliability_driver.py"
 IDENTITY = ["--modelID", "-1", "--run_mode", "1", "--lr_decay_type", "1", "--training§LRDecay§type1§decay_nepoch", "1"]
 TINY_DIFFAE = ["--model§latent_dim", "8", "--model§DiffAE§net_ch", "8", "--model§DiffAE§T_eval", "2", "--run_mode", "0"]
-
-
-def _start(repo: Path, script: str, args: list[str], sleep: float = 0.0, marks: Path | None = None) -> subprocess.Popen:
-    env = dict(os.environ, IMLATENT_TEST_BATCH_SLEEP=str(sleep), PYTHONUNBUFFERED="1")
-    if marks is not None:
-        env["IMLATENT_TEST_MARK_DIR"] = str(marks)
-    return subprocess.Popen(
-        [sys.executable, DRIVER, script, *args],
-        cwd=repo,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 45.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        if proc.poll() is not None:
-            raise AssertionError(f"run ended (rc {proc.returncode}) before {path.name}: {proc.stderr.read()[-2000:]}")
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise AssertionError(f"{path} did not appear within {timeout} s")
-        time.sleep(0.02)
-
-
-def _finish(proc: subprocess.Popen, timeout: float = 50.0) -> tuple[int, str]:
-    _, err = proc.communicate(timeout=timeout)
-    return proc.returncode, err
 
 
 def _last(results: Path) -> dict:
@@ -68,17 +34,18 @@ def _assert_same_training_state(a: dict, b: dict) -> None:
 
 def _kill_and_resume(repo: Path, tmp_path: Path, script: str, args: list[str], epochs: int, kill_at: int) -> None:
     full, killed = tmp_path / "full", tmp_path / "killed"
-    ref = _start(repo, script, common_args(tmp_path, full, _datadir()) + args + ["--num_epochs", str(epochs)])
-    run = _start(repo, script, common_args(tmp_path, killed, _datadir()) + args + ["--num_epochs", str(epochs)],
+    ref = start_driver(repo, script, common_args(tmp_path, full, _datadir()) + args + ["--num_epochs", str(epochs)])
+    run = start_driver(repo, script, common_args(tmp_path, killed, _datadir()) + args + ["--num_epochs", str(epochs)],
                  sleep=0.15, marks=tmp_path / "marks")  # fmt: skip
-    _wait_for(tmp_path / "marks" / f"epoch{kill_at}.started", run)
+    wait_for(tmp_path / "marks" / f"epoch{kill_at}.started", run)
     time.sleep(0.1)  # mid-epoch, possibly while last.ckpt is being written
     run.send_signal(signal.SIGKILL)
-    assert _finish(run)[0] == -signal.SIGKILL
-    rc, err = _finish(_start(repo, script, common_args(tmp_path, killed, _datadir()) + args
+    assert finish(run)[0] == -signal.SIGKILL
+    rc, err = finish(start_driver(repo, script, common_args(tmp_path, killed, _datadir()) + args
                              + ["--num_epochs", str(epochs), "--resume"]))  # fmt: skip
     assert rc == 0, err[-3000:]
-    rc, err = _finish(ref)
+    assert "taking over the lock left by a run that ended without releasing it" in err  # the killed run's lock
+    rc, err = finish(ref)
     assert rc == 0, err[-3000:]
     _assert_same_training_state(_last(full), _last(killed))
 
@@ -110,15 +77,15 @@ def test_sigkill_then_resume_equals_uninterrupted_diffae(repo_root, tmp_path):
 def test_preemption_signal_saves_last_and_resumes(repo_root, tmp_path, sig):
     results = tmp_path / "res"
     args = common_args(tmp_path, results, _datadir()) + IDENTITY + ["--num_epochs", "3"]
-    run = _start(repo_root, "recon", args, sleep=0.15, marks=tmp_path / "marks")
-    _wait_for(tmp_path / "marks" / "epoch1.started", run)
+    run = start_driver(repo_root, "recon", args, sleep=0.15, marks=tmp_path / "marks")
+    wait_for(tmp_path / "marks" / "epoch1.started", run)
     run.send_signal(sig)
-    rc, err = _finish(run)
+    rc, err = finish(run)
     assert rc == 0, err[-3000:]
     assert "received: saved" in err and "last.ckpt" in err
     assert "Traceback" not in err
     state = _last(results)
     assert state["epoch"] == 1 and state["state_dict"]  # stopped inside epoch 1, loadable with weights_only
-    rc, err = _finish(_start(repo_root, "recon", args + ["--resume"]))
+    rc, err = finish(start_driver(repo_root, "recon", args + ["--resume"]))
     assert rc == 0, err[-3000:]
     assert _last(results)["epoch"] == 2
