@@ -1,7 +1,7 @@
 """Imports go one way only: the import-linter contracts of pyproject.toml hold for the package as it stands.
 
-engines -> (data, hub, outputs, science, transforms, warp_drives) -> configuration -> errors; no package (at any
-depth) imports its own importer. ``lint-imports`` checks the same contracts from the command line.
+engines -> (data, hub, outputs, science, transforms, warp_drives) -> configuration -> (errors, fileio); no package
+(at any depth) imports its own importer. ``lint-imports`` checks the same contracts from the command line.
 """
 
 from __future__ import annotations

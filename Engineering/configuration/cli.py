@@ -421,6 +421,14 @@ OPTIONS: tuple[Option, ...] = (
         help="If set (and not 'None'): wandb.watch(model, log=<value>), e.g. gradients, parameters, all.",
     ),
     _o("-wnbmf", "--wnbmodelfreq", kind=int, default=100, help="log_freq of wandb.watch."),
+    _o(
+        "--trust_checkpoint",
+        kind=str,
+        default="",
+        help="A checkpoint file or folder you made or vouch for: it may hold pickled objects beyond tensors, which "
+        "are then fully unpickled (this can run code). Without it such files are refused. Taken from the command "
+        "line only, never from a YAML, data JSON or replayed config.",
+    ),
     _o("--debug", kind=BOOL, default=False, help="Show full tracebacks instead of one-line errors."),
     _o(
         "--resolved_config",
@@ -487,3 +495,4 @@ def build_parser(script: str, *, suppress_defaults: bool = False) -> argparse.Ar
         else:
             parser.add_argument(*opt.flags, type=opt.kind, default=default, help=help_text)
     return parser
+

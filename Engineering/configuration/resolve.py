@@ -12,7 +12,6 @@ import logging
 import math
 import os
 import re
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ import yaml
 from Engineering.configuration.cli import SCRIPTS, build_parser
 from Engineering.configuration.overrides import apply_json_overrides, apply_yaml_overrides, tokenise
 from Engineering.errors import ConfigError
+from Engineering.fileio import atomic_write_text
 
 log = logging.getLogger("imlatent")
 
@@ -170,17 +170,8 @@ def resolved_document(rc: ResolvedConfig) -> dict[str, Any]:
 
 def save_resolved(rc: ResolvedConfig, path: Path) -> None:
     """Write :func:`resolved_document` of ``rc`` as one YAML file, atomically."""
-    path = Path(path)
     text = yaml.safe_dump(resolved_document(rc), sort_keys=False, allow_unicode=True, default_flow_style=False)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, text)
 
 
 def load_resolved(path: Path) -> ResolvedConfig:

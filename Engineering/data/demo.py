@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import numpy as np
 
 from Engineering.data.folds import write_folds
 from Engineering.errors import ConfigError
+from Engineering.fileio import atomic_write
 
 FIELD = "20208"
 SERIES = "primary_LAX_4Ch_transverse_0"
@@ -129,16 +129,13 @@ def write_demo_dataset(
     ids = [str(1000000 + 11 * (n + 1)) for n in range(n_patients)]
     layout = _layout(ids, frames)
     rng = np.random.default_rng(seed)
-    fd, tmp = tempfile.mkstemp(dir=out, prefix=".data.", suffix=".h5.tmp")
-    os.close(fd)
-    try:
+
+    def write(tmp: Path) -> None:
         with h5py.File(tmp, "w") as f:
             for day, ((pid, visit), series) in enumerate(sorted(layout.items())):
                 _write_visit(f, rng, pid, visit, series, size, day)
-        os.replace(tmp, out / "data.h5")
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    atomic_write(out / "data.h5", write)
     folds = write_folds(out / "folds.csv", ids, n_folds, seed=seed)
     expected = [
         f"{pid}/{FIELD}/{visit}/{SERIES}" for (pid, visit), s in sorted(layout.items()) if s.get(SERIES) == frames

@@ -10,7 +10,6 @@ import ast
 import csv
 import os
 import random
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ import pandas as pd
 
 from Engineering.data.checks import open_h5_file
 from Engineering.errors import DataError
+from Engineering.fileio import atomic_write
 
 SPLITS = ("train", "val", "test")
 
@@ -137,18 +137,14 @@ def write_folds(
 def write_fold_csv(csv_path: str | os.PathLike[str], folds: Sequence[Fold]) -> Path:
     """Write ``folds`` as a fold CSV (columns train,val,test; list-repr cells) atomically; returns the path."""
     path = Path(csv_path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as fh:
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as fh:
             writer = csv.writer(fh)
             writer.writerow(SPLITS)
             writer.writerows([repr(fold.split(c)) for c in SPLITS] for fold in folds)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+
+    return atomic_write(path, write)
 
 
 def kfold_partition(

@@ -8,9 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +26,7 @@ from Engineering.data.checks import (
 )
 from Engineering.data.options import DEFAULT_CHANNEL_DIM, DEFAULT_SLICE_DIM, DatasetOptions
 from Engineering.errors import DataError
+from Engineering.fileio import atomic_write_text
 
 log = logging.getLogger("imlatent.data")
 
@@ -256,17 +255,10 @@ def load_cache(path: Path) -> list[Entry] | None:
 
 def save_cache(path: Path, entries: list[Entry]) -> None:
     """Write the index atomically; an unwritable folder only skips the cache (debug log)."""
-    tmp = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".DSPaths.", suffix=".tmp")
-        with os.fdopen(fd, "w") as fh:
-            json.dump([[p, list(ijk)] for p, ijk in entries], fh)
-        os.replace(tmp, path)
+        atomic_write_text(path, json.dumps([[p, list(ijk)] for p, ijk in entries]))
     except OSError as err:
         log.debug("Sample index cache not written to %s: %s", path, err)
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
 
 
 def build_index(

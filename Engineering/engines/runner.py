@@ -16,7 +16,7 @@ import resource
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import lightning.pytorch as pl
 import pandas as pd
@@ -24,7 +24,7 @@ import torch
 from lightning.pytorch.tuner import Tuner
 
 from Engineering.configuration import make_run_name, resolve_run, run_paths, save_resolved, system_resources
-from Engineering.configuration.resolve import resolved_document
+from Engineering.configuration.resolve import explicit_options, resolved_document
 from Engineering.engines.base import BaseEngine, plain_hparams
 from Engineering.engines.run_folder import RunFolder
 from Engineering.engines.run_plan import TestWeights, plan_of
@@ -33,7 +33,7 @@ from Engineering.engines.strategies import check_run_settings, compile_network, 
 from Engineering.engines.tasks import TASKS, build_engine, task_of, task_of_script
 from Engineering.engines.trainer_setup import build_callbacks, build_loggers, trainer_kwargs
 from Engineering.errors import CheckpointError, ConfigError, OutputError
-from Engineering.hub import load_into
+from Engineering.hub import TrustedFiles, load_into, load_pretrained_weights, load_weights_into
 from Engineering.hub.checkpoints import is_deepspeed_checkpoint, select_checkpoint
 from Engineering.outputs.collector import TestOutputs
 from Engineering.outputs.outset import OutputSet, verify_output_set
@@ -49,6 +49,9 @@ class Runner:
         pl.seed_everything(1701, workers=True, verbose=False)  # faithful: before anything else (shell.md §0)
         self.rc = resolve_run(script, list(argv))  # a test or resume starts from the run's stored configuration
         hp = self.rc.hparams
+        # only the command line itself may vouch for a checkpoint: never a data JSON, YAML or replayed config
+        self.trust = TrustedFiles.of(explicit_options(script, argv).get("trust_checkpoint", ""))
+        hp.trust_checkpoint = ""
         if hp.taskID not in TASKS or TASKS[hp.taskID].script != script:
             other = TASKS[hp.taskID].executor if hp.taskID in TASKS else "one of the three executors"
             raise ConfigError(
@@ -115,7 +118,10 @@ class Runner:
         ckpt = self.ckpt
         resuming = f", resuming from {ckpt}" if ckpt else ""
         log.info("Training %s (run_mode %d)%s", self.run_name, self.hp.run_mode, resuming)
-        trainer.fit(engine, datamodule=self.dm, ckpt_path=str(ckpt) if ckpt else None)
+        # Lightning reads the checkpoint itself: weights-only unless the user vouches for it (a DeepSpeed folder is
+        # read by DeepSpeed, after select_checkpoint checked that its shards name nothing beyond DeepSpeed's values)
+        weights_only = ckpt is None or not self.trust.covers(ckpt)
+        trainer.fit(engine, datamodule=self.dm, ckpt_path=str(ckpt) if ckpt else None, weights_only=weights_only)
 
     def test(self, trainer: pl.Trainer, engine: BaseEngine) -> None:
         """Test into a staging folder that rank 0 publishes as ``Output*/`` once every file is written."""
@@ -132,7 +138,7 @@ class Runner:
         load, weights = self.test_weights(trainer)
         engine.provenance = self.provenance(engine, weights)
         if load is not None:
-            load_weights_into(engine, load)
+            load_weights_into(engine, load, self.trust)
         try:
             trainer.test(engine, datamodule=self.dm)
         except OutputError as err:  # name the published files, not the staging folder
@@ -147,15 +153,18 @@ class Runner:
         if not (hp.resume or hp.load_model_4test):
             return None
         base = Path(hp.load_model_4test) if hp.load_model_4test else self.paths.run_dir
-        return select_checkpoint(base, bool(hp.load_best))
+        ckpt = select_checkpoint(base, bool(hp.load_best), self.trust)
+        if self.plan.fit:
+            self.check_resume_target(ckpt)
+        return ckpt
 
     def engine(self) -> BaseEngine:
         engine = build_engine(self.hp.taskID, plain_hparams(self.hp), self.config)
         if self.hp.load_hf:
-            report = load_into(engine, self.hp.load_hf, expected_config=engine.architecture())
+            report = load_into(engine, self.hp.load_hf, trust=self.trust, expected_config=engine.architecture())
             log.info("Loaded pretrained weights %s from %s", self.hp.load_hf, report.source)
         if self.hp.preweights_path:
-            load_pretrained_weights(engine, Path(self.hp.preweights_path))
+            load_pretrained_weights(engine, Path(self.hp.preweights_path), self.trust)
         return engine
 
     def trainer(self, engine: BaseEngine, dm: Any) -> pl.Trainer:
@@ -205,6 +214,16 @@ class Runner:
             return Path(best), best
         # END_OF_FIT, or BEST without a best checkpoint: the weights in memory at the end of fit
         return None, f"end of training ({self.paths.checkpoints / 'last.ckpt'})"
+
+    def check_resume_target(self, ckpt: Path) -> None:
+        """A DeepSpeed checkpoint folder continues training only in a DeepSpeed run (it can be tested in any run)."""
+        strategy = str(self.hp.training_strategy or "")
+        if is_deepspeed_checkpoint(ckpt) and not strategy.startswith("deepspeed"):
+            raise CheckpointError(
+                f"checkpoint {ckpt} is a DeepSpeed checkpoint folder: resuming training from it needs a DeepSpeed "
+                f"run (--training_strategy deepspeed_stage_N, got {strategy or 'default'}); to test it on this "
+                "machine, use --run_mode 2"
+            )
 
     def provenance(self, engine: BaseEngine, weights: Any) -> dict[str, Any]:
         """Root attributes of emb.h5 saying which run, weights, seed and code produced it."""
@@ -288,57 +307,6 @@ def _batches_per_rank(loader: Any, ranks: int) -> int:
     per_rank = -(-len(loader.dataset) // ranks)  # DistributedSampler pads every rank to ceil(N / ranks)
     batch = loader.batch_size or 1
     return per_rank // batch if loader.drop_last else -(-per_rank // batch)
-
-
-def load_weights_into(engine: BaseEngine, path: Path) -> None:
-    """Load a checkpoint or weight file into the engine through the safe loader (weights_only, no pickled code).
-
-    One wrapper prefix is stripped if needed, and the shape-bound ``x_T`` buffer is replaced by the engine's own
-    when its shape differs (another input_shape or sample_size).
-    """
-    from Engineering.hub import match_state_dict, read_state_dict
-
-    if is_deepspeed_checkpoint(Path(path)):
-        state = _deepspeed_state_dict(Path(path))
-    else:
-        state = read_state_dict(Path(path))
-    matched = match_state_dict(engine.state_dict(), state, shape_flexible={"x_T"})
-    engine.load_state_dict(matched.state, strict=True)
-    log.info("Loaded weights from %s%s", path, f" (replaced {', '.join(matched.replaced)})" if matched.replaced else "")
-
-
-def _deepspeed_state_dict(folder: Path) -> dict[str, torch.Tensor]:
-    """Consolidate a DeepSpeed (ZeRO) checkpoint folder into one fp32 state dict (Lightning's converter)."""
-    import tempfile
-
-    from lightning.pytorch.utilities.deepspeed import convert_zero_checkpoint_to_fp32_state_dict
-
-    from Engineering.hub import read_state_dict
-
-    with tempfile.TemporaryDirectory() as tmp:
-        target = Path(tmp) / "consolidated.ckpt"
-        try:
-            convert_zero_checkpoint_to_fp32_state_dict(str(folder), str(target))
-        except Exception as err:  # noqa: BLE001 - report any conversion failure as one line
-            raise CheckpointError(f"cannot consolidate the DeepSpeed checkpoint {folder}: {err}") from err
-        state = read_state_dict(target, trusted=True)  # written just now by Lightning from our own run
-    return {k.removeprefix("_forward_module."): v for k, v in state.items()}
-
-
-def load_pretrained_weights(engine: BaseEngine, path: Path) -> None:
-    """--preweights_path: a checkpoint of this pipeline (keys net.*), or a bare network state dict as the original
-    loaded it into ``engine.net``."""
-    from Engineering.hub import read_state_dict
-
-    state = read_state_dict(Path(path))
-    net_keys = set(cast(torch.nn.Module, engine.net).state_dict())
-    if set(state) == net_keys:
-        cast(torch.nn.Module, engine.net).load_state_dict(state, strict=True)
-        if hasattr(engine, "ema_net"):
-            cast(torch.nn.Module, engine.ema_net).load_state_dict(state, strict=True)
-        log.info("Loaded network weights from %s", path)
-        return
-    load_weights_into(engine, path)
 
 
 def _best_checkpoint(trainer: pl.Trainer) -> str:

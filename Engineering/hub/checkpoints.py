@@ -2,18 +2,27 @@
 
 Lightning writes ``epoch=<E>-step=<S>.ckpt`` (best ``val_loss``, top-1) and ``last.ckpt`` / ``last-v<N>.ckpt`` into
 ``<run>/Checkpoints``. "Best" is the largest epoch, "last" the largest version (``last.ckpt`` counts as 0).
-Every candidate is checked before it is chosen; a corrupt one is reported and the previous good one is used.
+Every candidate is checked before it is chosen, under the one reading policy (weights only, nothing unpickled that
+could run code): a corrupt one is reported and the previous good one is used; one that holds pickled objects beyond
+tensors and plain data is refused with one line, unless ``--trust_checkpoint`` vouches for it.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import pickle
 import re
 from pathlib import Path
 
 from Engineering.errors import CheckpointError
+from Engineering.hub.deepspeed import deepspeed_problem, is_deepspeed_checkpoint
+from Engineering.hub.pickle_policy import (
+    NO_TRUST,
+    TrustedFiles,
+    UnreadablePickleError,
+    UnsafePickleError,
+    load_pickle,
+)
 
 log = logging.getLogger("imlatent")
 
@@ -50,22 +59,29 @@ def _last_key(name: str) -> tuple[int, str]:
     return _version(name), name
 
 
-def is_deepspeed_checkpoint(path: Path) -> bool:
-    """True for the folder layout DeepSpeed writes (``latest`` tag file and/or ``checkpoint/`` shards)."""
-    return path.is_dir() and ((path / "latest").is_file() or (path / "checkpoint").is_dir())
-
-
-def checkpoint_problem(path: Path) -> str | None:
+def checkpoint_problem(path: Path, trust: TrustedFiles = NO_TRUST) -> str | None:
     """Why ``path`` cannot be resumed from (empty, truncated, not a checkpoint, no ``state_dict``), or None if fine.
 
-    The file is read with ``torch.load(weights_only=True)`` (memory-mapped where possible), so no pickled code runs;
-    an intact file that only holds non-tensor objects the safe unpickler refuses counts as fine (not corrupt).
-    """
-    import torch
+    A file is read under the pickle policy (weights only, memory-mapped where possible); a DeepSpeed folder's
+    layout and the objects named in its shards are checked without unpickling.
 
+    Raises:
+        UnsafePickleError: the checkpoint holds pickled objects beyond tensors and plain data and ``trust`` does not
+            cover it. This is not corruption: the user decides (``--trust_checkpoint``), so no fallback is tried.
+    """
     path = Path(path)
     if path.is_dir():  # DeepSpeed saves each checkpoint as a folder of shards
-        return None if is_deepspeed_checkpoint(path) else "a folder that is not a DeepSpeed checkpoint"
+        if not is_deepspeed_checkpoint(path):
+            return "a folder that is not a DeepSpeed checkpoint"
+        try:
+            deepspeed_problem(path, trust)
+        except UnreadablePickleError as err:
+            return err.reason
+        except UnsafePickleError:
+            raise
+        except CheckpointError as err:  # bad layout: a missing tag folder or shard
+            return str(err)
+        return None
     try:
         size = path.stat().st_size
     except OSError as err:
@@ -73,35 +89,12 @@ def checkpoint_problem(path: Path) -> str | None:
     if size == 0:
         return "empty file (0 bytes)"
     try:
-        try:
-            ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError as err:
-            if "mmap" not in str(err):
-                raise
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        if "Weights only load failed" in str(err) and _intact_zip(path):
-            return None  # intact, but holds objects beyond plain tensors (e.g. a Namespace): trusted loaders read it
-        return f"not a readable checkpoint (UnpicklingError: {str(err).strip()[:160]})"
-    except Exception as err:  # noqa: BLE001 - any failure to read means the file is unusable
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        return f"not a readable checkpoint ({type(err).__name__}: {first[:160]})"
+        ckpt = load_pickle(path, trust, mmap=True)
+    except UnreadablePickleError as err:
+        return err.reason
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
         return "holds no 'state_dict'"
     return None
-
-
-def _intact_zip(path: Path) -> bool:
-    """True when ``path`` is a zip archive (torch's format) whose every member passes its CRC check."""
-    import zipfile
-
-    if not zipfile.is_zipfile(path):
-        return False
-    try:
-        with zipfile.ZipFile(path) as archive:
-            return archive.testzip() is None
-    except (zipfile.BadZipFile, OSError):
-        return False
 
 
 def _candidates(folder: Path, names: list[str], load_best: bool) -> list[str]:
@@ -115,12 +108,13 @@ def _candidates(folder: Path, names: list[str], load_best: bool) -> list[str]:
     return last + [n for n in best if n not in last]
 
 
-def select_checkpoint(run_dir_or_ckpt_dir: Path, load_best: bool) -> Path:
+def select_checkpoint(run_dir_or_ckpt_dir: Path, load_best: bool, trust: TrustedFiles = NO_TRUST) -> Path:
     """Path of the best (largest epoch, then step, then ``-v<N>``, then name) or last (largest ``-v<N>``) checkpoint.
 
     With ``load_best`` and no epoch-named checkpoint (runs without validation), warn and use the last one.
     A candidate that is empty, truncated or holds no ``state_dict`` is reported by name and the next one is used
     (last-v<N> -> older last -> epoch files, or the reverse with ``load_best``); if none is usable, raise.
+    A candidate the pickle policy refuses stops the search with that one line (see :func:`checkpoint_problem`).
     """
     folder = checkpoint_folder(run_dir_or_ckpt_dir)
     names = sorted(entry.name for entry in folder.iterdir() if not entry.name.startswith("."))
@@ -130,7 +124,7 @@ def select_checkpoint(run_dir_or_ckpt_dir: Path, load_best: bool) -> Path:
         raise CheckpointError(f"no checkpoint in {folder}: looked for {looked_for}")
     problems: list[str] = []
     for name in candidates:
-        problem = checkpoint_problem(folder / name)
+        problem = checkpoint_problem(folder / name, trust)
         if problem is None:
             if problems:
                 log.warning("skipped corrupt checkpoint(s) %s; using %s", "; ".join(problems), folder / name)
@@ -140,7 +134,7 @@ def select_checkpoint(run_dir_or_ckpt_dir: Path, load_best: bool) -> Path:
     raise CheckpointError(f"no usable checkpoint in {folder}: {'; '.join(problems)}")
 
 
-def resume_checkpoint(hparams: argparse.Namespace, run_dir: Path) -> Path | None:
+def resume_checkpoint(hparams: argparse.Namespace, run_dir: Path, trust: TrustedFiles = NO_TRUST) -> Path | None:
     """Checkpoint of a resumed run, or None when not resuming.
 
     ``--load_model_4test`` (a run folder) replaces this run's folder and implies ``--resume``.
@@ -148,4 +142,4 @@ def resume_checkpoint(hparams: argparse.Namespace, run_dir: Path) -> Path | None
     other = getattr(hparams, "load_model_4test", "")
     if not (getattr(hparams, "resume", False) or other):
         return None
-    return select_checkpoint(Path(other) if other else Path(run_dir), bool(getattr(hparams, "load_best", False)))
+    return select_checkpoint(Path(other) if other else Path(run_dir), bool(getattr(hparams, "load_best", False)), trust)

@@ -10,7 +10,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -20,8 +19,10 @@ import yaml
 from torch import Tensor, nn
 
 from Engineering.errors import CheckpointError, ConfigError
+from Engineering.fileio import atomic_write, temp_folder
 from Engineering.hub.checkpoints import select_checkpoint
 from Engineering.hub.loading import first_line, hub_offline, read_state_dict
+from Engineering.hub.pickle_policy import NO_TRUST, TrustedFiles
 
 log = logging.getLogger("imlatent")
 
@@ -29,6 +30,25 @@ EXPORT_FILES = ("model.safetensors", "config.json", "README.md")
 RESOLVED_SECTIONS = ("script", "hparams", "config", "datajson")
 MODEL_TYPES = {"recon": "ImLatentRecon", "diffae": "DiffAE", "latentcls": "ImLatentLatentRegressor"}
 NORMALISATION_KEYS = ("norm_type", "zscore_mean", "zscore_std", "zscore_prenorm", "croppad", "grey2RGB")
+LOCAL_PATH_KEYS = frozenset(
+    {
+        "datadir",
+        "foldCSV",
+        "save_path",
+        "tblog_path",
+        "log_path",
+        "datajson_path",
+        "configyml_path",
+        "preweights_path",
+        "load_model_4test",
+        "resolved_config",
+        "trust_checkpoint",
+        "run_dir",
+        "latent_file",
+    }
+)
+"""Settings that name files or folders on the training machine: never exported, whatever their value."""
+LOCAL_PATH_SUFFIXES = ("_path", "_dir", "_file", "CSV", "_csv")
 
 
 # --------------------------------------------------------------------------------------------------- state
@@ -51,10 +71,11 @@ def export_state(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
 
 
 def save_state(state: Mapping[str, Tensor], path: Path, metadata: Mapping[str, str] | None = None) -> None:
-    """Write ``state`` as one safetensors file (after :func:`export_state`)."""
+    """Write ``state`` as one safetensors file (after :func:`export_state`), atomically, mode ``0o666 & ~umask``."""
     from safetensors.torch import save_file
 
-    save_file(export_state(state), str(path), metadata={"format": "pt", **(metadata or {})})
+    tensors = export_state(state)
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={"format": "pt", **(metadata or {})}))
 
 
 # --------------------------------------------------------------------------------------------------- folder
@@ -105,8 +126,7 @@ def export_hf_folder(
     _check_out_dir(out_dir)
     state = module.state_dict() if isinstance(module, nn.Module) else module
     config_text = json.dumps(_jsonable(dict(config), "config"), indent=2) + "\n"
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
+    tmp = temp_folder(out_dir)  # the folder is shared like its files (mkdtemp would make it 0700)
     try:
         save_state(state, tmp / "model.safetensors")
         (tmp / "config.json").write_text(config_text, encoding="utf-8")
@@ -171,19 +191,38 @@ def read_resolved_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def _is_local_path(value: Any) -> bool:
-    return isinstance(value, str) and (os.path.isabs(value) or value.startswith(("~", "./", "../")))
+def _is_local_path(key: str, value: Any) -> bool:
+    """A setting that names a file or folder of the training machine: by its key, or by a value that is an absolute,
+    home or dot-relative path, or a relative path with a separator that exists here."""
+    if not isinstance(value, str) or not value.strip():
+        return False
+    if key in LOCAL_PATH_KEYS or key.endswith(LOCAL_PATH_SUFFIXES):
+        return True
+    if os.path.isabs(value) or value.startswith(("~", "./", "../", ".\\", "..\\")):
+        return True
+    return ("/" in value or "\\" in value) and os.path.exists(value)
 
 
-def _scrub(section: Mapping[str, Any], name: str, dropped: list[str]) -> dict[str, Any]:
-    """Top-level entries of ``section`` without local file-system paths (they would leak into a public repo)."""
-    kept = {}
-    for key, value in section.items():
-        if _is_local_path(value):
-            dropped.append(f"{name}.{key}")
-        else:
-            kept[key] = value
-    return kept
+def _scrub(value: Any, name: str, dropped: list[str]) -> Any:
+    """``value`` without local file-system paths at any depth (they would leak into a public repo); the dotted names
+    of what was removed are appended to ``dropped``."""
+    if isinstance(value, Mapping):
+        kept = {}
+        for key, item in value.items():
+            if _is_local_path(str(key), item):
+                dropped.append(f"{name}.{key}")
+            else:
+                kept[key] = _scrub(item, f"{name}.{key}", dropped)
+        return kept
+    if isinstance(value, list | tuple):
+        items = []
+        for index, item in enumerate(value):
+            if _is_local_path("", item):
+                dropped.append(f"{name}[{index}]")
+            else:
+                items.append(_scrub(item, f"{name}[{index}]", dropped))
+        return items
+    return value
 
 
 def _shape_list(value: Any) -> list[int] | Any:
@@ -219,7 +258,7 @@ def hf_config(resolved: Mapping[str, Any], state: Mapping[str, Tensor] | None = 
     flat["imlatent"] = {
         "script": script,
         "hparams": _scrub(hparams, "hparams", dropped),
-        "config": config,
+        "config": _scrub(config, "config", dropped),
         "datajson": _scrub(resolved["datajson"], "datajson", dropped),
         "dropped_local_paths": dropped,
     }
@@ -284,21 +323,29 @@ def model_card(config: Mapping[str, Any], repo_id: str | None = None, descriptio
 # --------------------------------------------------------------------------------------------------- runs
 
 
-def run_checkpoint(run_dir: Path, load_best: bool) -> Path:
-    """The run's checkpoint, chosen as ``--resume [--load_best]`` chooses it (shell.md §4.4)."""
-    return select_checkpoint(Path(run_dir), load_best)
+def run_checkpoint(run_dir: Path, load_best: bool, trust: TrustedFiles = NO_TRUST) -> Path:
+    """The run's checkpoint, chosen (and checked under the pickle policy) as ``--resume [--load_best]`` does."""
+    return select_checkpoint(Path(run_dir), load_best, trust)
 
 
 def export_run(
-    run_dir: Path, out_dir: Path, load_best: bool = False, repo_id: str | None = None, private: bool = False
+    run_dir: Path,
+    out_dir: Path,
+    load_best: bool = False,
+    repo_id: str | None = None,
+    private: bool = False,
+    trust: TrustedFiles = NO_TRUST,
 ) -> Path:
-    """Export a finished run (its checkpoint's state dict as the engine has it) and optionally push it."""
+    """Export a finished run (its checkpoint's state dict as the engine has it) and optionally push it.
+
+    The checkpoint is read under the pickle policy: weights only unless ``trust`` (``--trust_checkpoint``) covers it.
+    """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ConfigError(f"--run_dir {run_dir} is not a folder (expected <save_path>/<run_name>)")
     resolved = read_resolved_yaml(run_dir / "resolved_config.yaml")
-    checkpoint = run_checkpoint(run_dir, load_best)
-    state = read_state_dict(checkpoint, trusted=True)
+    checkpoint = run_checkpoint(run_dir, load_best, trust)
+    state = read_state_dict(checkpoint, trust=trust)
     config = hf_config(resolved, state)
     config["imlatent"]["checkpoint"] = checkpoint.name
     folder = export_hf_folder(state, Path(out_dir), config, model_card(config, repo_id))

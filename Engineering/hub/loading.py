@@ -6,8 +6,8 @@ repository code is ever downloaded or executed (the original used ``AutoModel.fr
 trust_remote_code=True)``, shell.md §7). The cache (``HF_HOME`` / ``HF_HUB_CACHE``), ``HF_HUB_OFFLINE`` and
 ``HF_TOKEN`` are read from the environment at call time.
 
-Pickle-based files are read with ``torch.load(weights_only=True)`` unless the caller vouches for them
-(``trusted=True``, meant for the user's own run checkpoints).
+Pickle-based files (``.ckpt``, ``.pt``, ``.bin``, DeepSpeed folders) are read under the one reading policy of
+:mod:`Engineering.hub.pickle_policy`: weights only, unless the user vouches for the file (``--trust_checkpoint``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import pickle
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -26,6 +25,8 @@ import torch
 from torch import Tensor, nn
 
 from Engineering.errors import CheckpointError
+from Engineering.hub.deepspeed import deepspeed_state_dict, is_deepspeed_checkpoint
+from Engineering.hub.pickle_policy import NO_TRUST, TrustedFiles, load_pickle
 
 log = logging.getLogger("imlatent")
 
@@ -107,7 +108,8 @@ def resolve_weights_source(source: str | Path, revision: str | None = None) -> P
     if path.is_file():
         return path
     if path.is_dir():
-        _require_weights(path, str(source))
+        if not is_deepspeed_checkpoint(path):
+            _require_weights(path, str(source))
         return path
     text = str(source)
     if not _REPO_ID_RE.match(text):
@@ -195,26 +197,29 @@ def _only(candidates: list[Path], folder: Path) -> Path:
     return candidates[0]
 
 
-def read_state_dict(path: Path, *, trusted: bool = False) -> dict[str, Tensor]:
-    """State dict (on the CPU) of a weight file or folder.
+def read_state_dict(path: Path, *, trust: TrustedFiles = NO_TRUST) -> dict[str, Tensor]:
+    """State dict (on the CPU) of a weight file, a model folder or a DeepSpeed checkpoint folder.
 
-    ``*.safetensors`` and shard indices (``*.index.json`` with a ``weight_map``) are read directly. Other files
-    go through ``torch.load(map_location="cpu", weights_only=not trusted)``; a Lightning checkpoint's
-    ``state_dict`` entry is used when present.
+    ``*.safetensors`` and shard indices (``*.index.json`` with a ``weight_map``) are read directly; DeepSpeed folders
+    are consolidated weights-only. Other files are read under the pickle policy (weights only unless ``trust``
+    covers them); a Lightning checkpoint's ``state_dict`` entry is used when present.
 
     Raises:
-        CheckpointError: unreadable file, pickled objects in an untrusted file, or values that are not tensors.
+        CheckpointError: unreadable file, a shard outside its folder, or values that are not tensors;
+            UnsafePickleError for pickled objects in a file ``trust`` does not cover.
     """
     path = Path(path)
+    if is_deepspeed_checkpoint(path):
+        return deepspeed_state_dict(path, trust)
     if path.is_dir():
         path = pick_weight_file(path)
     if not path.is_file():
         raise CheckpointError(f"weight file {path} does not exist")
     if path.name.endswith(".index.json"):
-        return _read_sharded(path, trusted)
+        return _read_sharded(path, trust)
     if path.suffix == ".safetensors":
         return _read_safetensors(path)
-    return _tensor_mapping(_torch_load(path, trusted), path)
+    return _tensor_mapping(load_pickle(path, trust, what="weight file"), path)
 
 
 def _read_safetensors(path: Path) -> dict[str, Tensor]:
@@ -227,35 +232,50 @@ def _read_safetensors(path: Path) -> dict[str, Tensor]:
         raise CheckpointError(f"weight file {path} is not a readable safetensors file: {err}") from err
 
 
-def _read_sharded(index: Path, trusted: bool) -> dict[str, Tensor]:
+def shard_paths(index: Path, weight_map: Mapping[str, Any]) -> list[Path]:
+    """The shard files of a shard index, each checked to be a weight file inside the index's folder.
+
+    The names are checked as written (no symbolic link is followed, so a Hub cache snapshot, whose files are links
+    into its blob store, still loads): a shard may not be an absolute path, climb out with ``..``, or be a shard
+    index itself (which would make a self-reference or a cycle).
+    """
+    for name in weight_map.values():
+        if not isinstance(name, str) or not name.strip():
+            raise CheckpointError(f"shard index {index}: shard name {name!r} is not a file name")
+    shards = []
+    for name in sorted(set(weight_map.values())):
+        parts = Path(name.replace("\\", "/")).parts
+        if Path(name).is_absolute() or name.startswith(("/", "\\")) or ".." in parts:
+            raise CheckpointError(
+                f"shard index {index} names the shard {name!r} outside its folder {index.parent}; refused"
+            )
+        if name.endswith(".index.json") or Path(name).suffix not in (".safetensors", ".bin", ".pt", ".ckpt"):
+            raise CheckpointError(
+                f"shard index {index} names {name!r} as a shard; shards must be *.safetensors or *.bin weight files "
+                "(an index naming an index is a self-reference or a cycle)"
+            )
+        shards.append(index.parent / name)
+    return shards
+
+
+def _read_sharded(index: Path, trust: TrustedFiles) -> dict[str, Tensor]:
     try:
         weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
-        shards = sorted(set(weight_map.values()))
+        if not isinstance(weight_map, Mapping):
+            raise TypeError("weight_map is not an object")
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
         raise CheckpointError(f"shard index {index} is not JSON with a 'weight_map' of key -> shard file") from err
     state: dict[str, Tensor] = {}
-    for shard in shards:
-        state.update(read_state_dict(index.parent / shard, trusted=trusted))
+    for shard in shard_paths(index, weight_map):
+        if not shard.is_file():
+            raise CheckpointError(f"shard index {index} names {shard.name}, which is not a file in {index.parent}")
+        state.update(read_state_dict(shard, trust=trust))
     missing = sorted(set(weight_map) - set(state))
     if missing:
         raise CheckpointError(
             f"shard index {index} lists {len(missing)} keys absent from its shards, e.g. {missing[0]}"
         )
     return {key: state[key] for key in weight_map}
-
-
-def _torch_load(path: Path, trusted: bool) -> Any:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=not trusted)
-    except pickle.UnpicklingError as err:
-        if trusted:
-            raise CheckpointError(f"weight file {path} could not be unpickled: {first_line(err)}") from err
-        raise CheckpointError(
-            f"weight file {path} contains pickled Python objects and was refused for safety (weights_only=True); "
-            "load it with trusted=True only if you made it yourself"
-        ) from err
-    except (RuntimeError, EOFError, OSError, ValueError) as err:
-        raise CheckpointError(f"weight file {path} is not a readable torch checkpoint: {first_line(err)}") from err
 
 
 def first_line(err: BaseException) -> str:
@@ -395,7 +415,7 @@ def load_into(
     module: nn.Module,
     source: str | Path,
     *,
-    trusted: bool = False,
+    trust: TrustedFiles = NO_TRUST,
     shape_flexible: Iterable[str] = ("x_T",),
     expected_config: Mapping[str, Any] | None = None,
     revision: str | None = None,
@@ -405,7 +425,7 @@ def load_into(
     Args:
         module: any module, e.g. the DiffAE engine (keys ``net.*``, ``ema_net.*``, ``x_T``).
         source: local folder, local file or Hub repo id ``org/name[@revision]``.
-        trusted: allow pickled objects in ``.ckpt``/``.pt``/``.bin`` files (only for your own checkpoints).
+        trust: files whose pickled objects may be fully unpickled (``--trust_checkpoint``; only files you vouch for).
         shape_flexible: keys whose shape may differ; the module keeps its own value for them.
         expected_config: architecture values of ``module`` (e.g. latent_dim, in_channels, is3D, net_ch,
             input_shape); compared with the source folder's ``config.json`` on the keys both have.
@@ -416,8 +436,8 @@ def load_into(
     warnings: tuple[str, ...] = ()
     if path.is_dir() and expected_config is not None and (path / "config.json").is_file():
         checked, warnings = check_config(path / "config.json", expected_config)
-    weight_file = pick_weight_file(path) if path.is_dir() else path
-    state = read_state_dict(weight_file, trusted=trusted)
+    weight_file = pick_weight_file(path) if path.is_dir() and not is_deepspeed_checkpoint(path) else path
+    state = read_state_dict(weight_file, trust=trust)
     matched = match_state_dict(module.state_dict(), state, frozenset(shape_flexible))
     try:
         module.load_state_dict(matched.state, strict=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 from argparse import Namespace
 from pathlib import Path
 
@@ -78,9 +79,11 @@ def test_a_deepspeed_checkpoint_folder_is_a_valid_candidate(tmp_path):
     from Engineering.hub.checkpoints import checkpoint_problem, select_checkpoint
 
     folder = tmp_path / "Checkpoints" / "last.ckpt"
-    (folder / "checkpoint").mkdir(parents=True)
-    (folder / "latest").write_text("checkpoint")
+    shutil.copytree(Path(__file__).parents[1] / "hub" / "deepspeed_zero" / "zero2", folder)
     assert checkpoint_problem(folder) is None
+    (folder / "latest").write_text("global_step9")
+    assert "the tag folder 'global_step9' named by 'latest' is missing" in checkpoint_problem(folder)
+    (folder / "latest").write_text("global_step1")
     assert select_checkpoint(tmp_path, load_best=False) == folder
     plain = tmp_path / "other"
     plain.mkdir()

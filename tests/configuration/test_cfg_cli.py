@@ -97,6 +97,7 @@ EXPECTED = {
     "wnbprefix": (str, "", "", ""),
     "wnbmodellog": (str, None, None, None),
     "wnbmodelfreq": (int, 100, 100, 100),
+    "trust_checkpoint": (str, "", "", ""),
     "debug": (B, False, False, False),
     "resolved_config": (str, "", "", ""),
     "run_dir": (str, "", "", ""),

@@ -137,7 +137,7 @@ def test_options_that_cannot_work_in_the_run_mode_are_errors():
 
 def test_preweights_accept_a_bare_network_state_dict_and_a_pipeline_checkpoint(tmp_path):
     from Engineering.engines.recon import ReconEngine
-    from Engineering.engines.runner import load_pretrained_weights
+    from Engineering.hub import load_pretrained_weights
 
     source = ReconEngine({"modelID": -1}, {})
     with torch.no_grad():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import stat
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from Engineering.errors import CheckpointError, ConfigError, run_guarded
+from Engineering.fileio import current_umask
 from Engineering.hub import export_hf_folder, hf_config, load_into, model_card, push_to_hub
 
 RESOLVED = {
@@ -179,7 +181,7 @@ def run_dir(tmp_path) -> Path:
     for tag, name in enumerate(["epoch=3-step=40.ckpt", "epoch=7-step=80.ckpt", "last.ckpt", "last-v2.ckpt"]):
         state = {k: v.clone() for k, v in Tied().state_dict().items()}
         state["net.weight"].fill_(tag)
-        torch.save({"state_dict": state, "hyper_parameters": argparse.Namespace(lr=1e-4)}, ckpts / name)
+        torch.save({"state_dict": state, "hyper_parameters": {"lr": 1e-4}}, ckpts / name)
     return run
 
 
@@ -196,6 +198,26 @@ def test_cli_exports_the_selected_checkpoint(run_dir, tmp_path, load_best, tag, 
         "epoch=7" if load_best else "last-v2"
     )
     assert capsys.readouterr().out.strip() == str(out)
+    umask = current_umask()
+    assert stat.S_IMODE(out.stat().st_mode) == 0o777 & ~umask  # not mkdtemp's 0700
+    for name in ("model.safetensors", "config.json", "README.md"):
+        assert stat.S_IMODE((out / name).stat().st_mode) == 0o666 & ~umask, name  # not safetensors' 0600
+
+
+def test_cli_refuses_pickled_objects_unless_trusted(run_dir, tmp_path, capsys):
+    last = run_dir / "Checkpoints" / "last-v2.ckpt"
+    torch.save({"state_dict": Tied().state_dict(), "hyper_parameters": argparse.Namespace(lr=1e-4)}, last)
+    argv = ["--run_dir", str(run_dir), "--out", str(tmp_path / "hf")]
+    assert run_guarded(_load_cli().main, argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"imlatent: error: checkpoint {last} holds pickled objects beyond tensors and plain data (argparse.Namespace); "
+        f"refused because unpickling it could run code. If you made this file yourself or trust its source, rerun "
+        f"with --trust_checkpoint {last}"
+    )
+    assert not (tmp_path / "hf").exists()
+    assert run_guarded(_load_cli().main, [*argv, "--trust_checkpoint", str(run_dir / "Checkpoints")]) == 0
+    assert (tmp_path / "hf" / "model.safetensors").is_file()
 
 
 def test_cli_missing_resolved_config_is_one_line(run_dir, tmp_path, capsys):
@@ -204,3 +226,41 @@ def test_cli_missing_resolved_config_is_one_line(run_dir, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("imlatent: error: resolved config") and "resolved_config.yaml cannot be read" in err
     assert "\n" not in err
+
+
+# --------------------------------------------------------------------------------------------------- local paths
+
+
+@pytest.mark.parametrize(
+    "script, extra",
+    [
+        ("diffae", []),
+        ("recon", ["--modelID", "0", "--pythae_model", "vae"]),
+        ("recon", ["--modelID", "0", "--pythae_model", "custom_factor_vae"]),
+        ("latentcls", []),
+    ],
+    ids=["DiffAE", "pythae-vae", "pythae-custom", "latent"],
+)
+def test_an_export_never_carries_the_trainers_local_paths(tmp_path, monkeypatch, repo_root, script, extra):
+    """Every family's resolved configuration, with paths in the CLI, the data JSON and a nested YAML key."""
+    from Engineering.configuration import resolve, save_resolved
+    from Engineering.hub.export import read_resolved_yaml
+
+    monkeypatch.chdir(repo_root)
+    (tmp_path / "weights").mkdir()
+    argv = [
+        "--datajson_path", "Configs/demo/dataNpath_demo.json",
+        f"--json§datadir={tmp_path}/data", f"--json§save_path={tmp_path}/Results", "--json§tblog_path=runs/tb",
+        "--preweights_path", f"{tmp_path}/pre.ckpt", "--load_hf", str(tmp_path / "weights"),
+        "--trust_checkpoint", f"{tmp_path}/pre.ckpt", f"--training§notes§copy_of_data={tmp_path}/copy.h5",
+        "--json§DS_extra§sidecar=~/tables/pheno.csv", *extra,
+    ]  # fmt: skip
+    save_resolved(resolve(script, argv), tmp_path / "resolved_config.yaml")
+    config = hf_config(read_resolved_yaml(tmp_path / "resolved_config.yaml"))
+    text = json.dumps(config)
+    assert str(tmp_path) not in text and "~/tables" not in text and "runs/tb" not in text
+    assert str(repo_root) not in text and "Configs/demo" not in text
+    dropped = set(config["imlatent"]["dropped_local_paths"])
+    assert {"datajson.datadir", "datajson.save_path", "hparams.preweights_path", "hparams.load_hf"} <= dropped
+    assert {"config.training.notes.copy_of_data", "datajson.DS_extra.sidecar", "hparams.datajson_path"} <= dropped
+    assert config["imlatent"]["datajson"]["run_prefix"] == "demo"  # what is not a path stays

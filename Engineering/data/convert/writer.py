@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ import h5py
 import numpy as np
 
 from Engineering.errors import DataError
+from Engineering.fileio import new_temp_file, publish
 
 _MAX_CHUNK_BYTES = 2**32 - 1  # HDF5 limit on one chunk
 
@@ -81,10 +81,7 @@ class H5Writer:
         self._file: h5py.File | None = None
 
     def __enter__(self) -> H5Writer:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
-        os.close(fd)
-        self._tmp = Path(tmp)
+        self._tmp = new_temp_file(self.path)
         self._file = h5py.File(self._tmp, "w")
         return self
 
@@ -94,7 +91,7 @@ class H5Writer:
         assert self._file is not None and self._tmp is not None
         self._file.close()
         if exc_type is None:
-            os.replace(self._tmp, self.path)
+            publish(self._tmp, self.path)
         else:
             self._tmp.unlink(missing_ok=True)
 
