@@ -36,7 +36,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 def main(argv: Sequence[str]) -> int:
     from Engineering.hub.export import export_run
-    from Engineering.hub.pickle_policy import TrustedFiles
+    from Engineering.pickle_policy import TrustedFiles
 
     args = parse_args(argv)
     trust = TrustedFiles.of(args.trust_checkpoint)

@@ -495,4 +495,3 @@ def build_parser(script: str, *, suppress_defaults: bool = False) -> argparse.Ar
         else:
             parser.add_argument(*opt.flags, type=opt.kind, default=default, help=help_text)
     return parser
-

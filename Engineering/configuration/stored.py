@@ -28,7 +28,7 @@ from Engineering.configuration.resolve import (
     resolved_from_document,
 )
 from Engineering.configuration.run_lookup import require_run_folder
-from Engineering.errors import ConfigError
+from Engineering.errors import CheckpointError, ConfigError
 
 log = logging.getLogger("imlatent")
 
@@ -47,6 +47,7 @@ INVOCATION_OPTIONS = frozenset(
         "run_dir",
         "resolved_config",
         "debug",
+        "trust_checkpoint",  # only this command line may vouch for a checkpoint
         "dev_run",
         "auto_bs",
         "auto_lr",
@@ -57,12 +58,13 @@ INVOCATION_OPTIONS = frozenset(
 
 
 def checkpoint_config(path: Path) -> Any | None:
-    """The configuration stored in checkpoint ``path`` (read without unpickling code), or None if it has none."""
-    import torch
+    """The configuration stored in checkpoint ``path`` (read under the pickle policy, weights only), or None if it
+    has none or the policy refuses it (the checkpoint's selection then reports it in one line)."""
+    from Engineering.pickle_policy import load_pickle  # torch is imported only when a checkpoint is read
 
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as err:  # noqa: BLE001 - an old or unreadable checkpoint simply has no usable stored config
+        ckpt = load_pickle(path, mmap=True)
+    except CheckpointError as err:  # an old or unreadable checkpoint simply has no usable stored config
         log.debug("no stored configuration read from %s: %s", path, err)
         return None
     return ckpt.get(CHECKPOINT_CONFIG_KEY) if isinstance(ckpt, dict) else None

@@ -19,6 +19,7 @@ from Engineering.configuration.stored import CHECKPOINT_CONFIG_KEY
 from Engineering.engines.base import BaseEngine
 from Engineering.errors import CheckpointError
 from Engineering.hub.checkpoints import is_deepspeed_checkpoint
+from Engineering.pickle_policy import load_pickle
 
 ARCHITECTURE_KEY = "imlatent_architecture"
 """Top-level checkpoint key holding the engine's :meth:`architecture` values (plain data)."""
@@ -76,8 +77,8 @@ def shape_mismatch(target: Mapping[str, torch.Tensor], state: Mapping[str, torch
 def _read_checkpoint(path: Path) -> dict | None:
     """The checkpoint as plain data (no code unpickled); None when only a trusted loader could read it."""
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:  # noqa: BLE001 - old pickled checkpoints: the loader that follows reports any real problem
+        ckpt = load_pickle(path, mmap=True)
+    except CheckpointError:  # refused or unreadable: the loader that follows reports it in one line
         return None
     return ckpt if isinstance(ckpt, dict) and isinstance(ckpt.get("state_dict"), Mapping) else None
 

@@ -11,7 +11,7 @@ from Engineering.hub.loading import (
     read_state_dict,
     resolve_weights_source,
 )
-from Engineering.hub.pickle_policy import NO_TRUST, TrustedFiles, UnsafePickleError, load_pickle
+from Engineering.pickle_policy import NO_TRUST, TrustedFiles, UnsafePickleError, load_pickle
 
 __all__ = [
     "NO_TRUST",

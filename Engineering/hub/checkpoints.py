@@ -16,7 +16,7 @@ from pathlib import Path
 
 from Engineering.errors import CheckpointError
 from Engineering.hub.deepspeed import deepspeed_problem, is_deepspeed_checkpoint
-from Engineering.hub.pickle_policy import (
+from Engineering.pickle_policy import (
     NO_TRUST,
     TrustedFiles,
     UnreadablePickleError,

@@ -5,7 +5,7 @@ Lightning saves a DeepSpeed checkpoint as a folder (``last.ckpt/``) holding a ``
 ``*_optim_states.pt`` per data-parallel rank (the fp32 master weights, flattened and partitioned).
 
 DeepSpeed's and Lightning's own converters unpickle these files with ``weights_only=False``. Here every shard is read
-through :func:`Engineering.hub.pickle_policy.load_deepspeed_part` and the weights are put together the way
+through :func:`Engineering.pickle_policy.load_deepspeed_part` and the weights are put together the way
 DeepSpeed's ``zero_to_fp32`` does it: ZeRO 1/2 concatenate each parameter group across ranks and cut it in order;
 ZeRO 3 gives every rank ``ceil(numel / world_size)`` elements of every parameter.
 """
@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from Engineering.errors import CheckpointError
-from Engineering.hub.pickle_policy import NO_TRUST, TrustedFiles, deepspeed_part_problem, load_deepspeed_part
+from Engineering.pickle_policy import NO_TRUST, TrustedFiles, deepspeed_part_problem, load_deepspeed_part
 
 LIGHTNING_WRAPPER = "_forward_module."
 """Key prefix of Lightning's DeepSpeed wrapper around the LightningModule."""
@@ -71,7 +71,7 @@ def shard_files(shards: Path) -> tuple[list[Path], list[Path]]:
 
 def deepspeed_problem(folder: Path, trust: TrustedFiles = NO_TRUST) -> None:
     """Check a DeepSpeed folder without unpickling anything: layout, and only tensors, plain data and DeepSpeed's
-    known objects in every shard (:data:`~Engineering.hub.pickle_policy.DEEPSPEED_OBJECTS`).
+    known objects in every shard (:data:`~Engineering.pickle_policy.DEEPSPEED_OBJECTS`).
 
     Raises:
         CheckpointError: bad layout; UnsafePickleError / UnreadablePickleError for a shard.

@@ -1,5 +1,5 @@
 """Loading a run's checkpoint (``--resume``, ``--load_best``, ``--load_model_4test``) or ``--preweights_path`` into an
-engine, through the one reading policy (:mod:`Engineering.hub.pickle_policy`).
+engine, through the one reading policy (:mod:`Engineering.pickle_policy`).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import cast
 from torch import Tensor, nn
 
 from Engineering.hub.loading import match_state_dict, read_state_dict
-from Engineering.hub.pickle_policy import NO_TRUST, TrustedFiles
+from Engineering.pickle_policy import NO_TRUST, TrustedFiles
 
 log = logging.getLogger("imlatent")
 

@@ -22,7 +22,7 @@ from Engineering.errors import CheckpointError, ConfigError
 from Engineering.fileio import atomic_write, temp_folder
 from Engineering.hub.checkpoints import select_checkpoint
 from Engineering.hub.loading import first_line, hub_offline, read_state_dict
-from Engineering.hub.pickle_policy import NO_TRUST, TrustedFiles
+from Engineering.pickle_policy import NO_TRUST, TrustedFiles
 
 log = logging.getLogger("imlatent")
 

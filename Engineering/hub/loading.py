@@ -7,7 +7,7 @@ trust_remote_code=True)``, shell.md §7). The cache (``HF_HOME`` / ``HF_HUB_CACH
 ``HF_TOKEN`` are read from the environment at call time.
 
 Pickle-based files (``.ckpt``, ``.pt``, ``.bin``, DeepSpeed folders) are read under the one reading policy of
-:mod:`Engineering.hub.pickle_policy`: weights only, unless the user vouches for the file (``--trust_checkpoint``).
+:mod:`Engineering.pickle_policy`: weights only, unless the user vouches for the file (``--trust_checkpoint``).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from Engineering.errors import CheckpointError
 from Engineering.hub.deepspeed import deepspeed_state_dict, is_deepspeed_checkpoint
-from Engineering.hub.pickle_policy import NO_TRUST, TrustedFiles, load_pickle
+from Engineering.pickle_policy import NO_TRUST, TrustedFiles, load_pickle
 
 log = logging.getLogger("imlatent")
 

@@ -17,7 +17,7 @@ from torch import nn
 
 from Engineering.errors import CheckpointError
 from Engineering.hub import deepspeed_state_dict, is_deepspeed_checkpoint, load_weights_into, read_state_dict
-from Engineering.hub.pickle_policy import DeepSpeedPlaceholder, load_deepspeed_part
+from Engineering.pickle_policy import DeepSpeedPlaceholder, load_deepspeed_part
 
 FIXTURES = Path(__file__).parent / "deepspeed_zero"
 

@@ -21,7 +21,7 @@ from Engineering.engines.runner import main
 from Engineering.errors import CheckpointError, run_guarded
 from Engineering.hub import UnsafePickleError, deepspeed_state_dict, load_into, load_weights_into, read_state_dict
 from Engineering.hub.checkpoints import checkpoint_problem, select_checkpoint
-from Engineering.hub.pickle_policy import TrustedFiles
+from Engineering.pickle_policy import TrustedFiles
 from tests.reliability.conftest import common_args
 from tests.reliability.crafted import (
     DEEPSPEED_FIXTURES,

@@ -1,6 +1,6 @@
 """Loading never runs code: no eval/exec/yaml.load/trust_remote_code in the code base, and every call that can
 unpickle a file (``torch.load``, ``pickle``, Lightning's and DeepSpeed's checkpoint loaders, a Trainer given a
-``ckpt_path``) goes through the one reading policy, :mod:`Engineering.hub.pickle_policy`."""
+``ckpt_path``) goes through the one reading policy, :mod:`Engineering.pickle_policy`."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ PATTERNS = {
 ALLOWED = {
     ("Engineering/hub/loading.py", "trust_remote_code"): "module docstring quoting what the original did; no call",
 }
-POLICY_MODULE = "Engineering/hub/pickle_policy.py"
+POLICY_MODULE = "Engineering/pickle_policy.py"
 """The only module allowed to unpickle (weights-only, or in full for a file the user vouches for)."""
 UNPICKLING_CALLS = {
     "torch.load",
