@@ -7,7 +7,8 @@ complete file or the new complete file, never a part.
 ``tempfile.mkstemp`` (and safetensors' writer) create files with mode 0600, and the rename keeps that mode: on a
 shared cluster the rest of the group could not read a resolved config, a converted ``data.h5``, a fold CSV, an index
 cache or an exported ``model.safetensors``. Here every published file gets ``0o666 & ~umask``, the mode of any
-ordinarily created file, and new folders ``0o777 & ~umask``.
+ordinarily created file, and new folders ``0o777 & ~umask``. Result files, rendered to bytes first, are written by
+:mod:`Engineering.outputs.files` with the same temporary names and the same mode.
 """
 
 from __future__ import annotations
@@ -117,7 +118,7 @@ def _fsync_file(path: Path) -> None:
         os.close(fd)
 
 
-def fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: str | os.PathLike[str]) -> None:
     """Persist the entries of ``folder`` (the rename itself, POSIX); a no-op where folders cannot be opened."""
     try:
         fd = os.open(folder, os.O_RDONLY)

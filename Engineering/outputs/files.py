@@ -6,7 +6,8 @@ here with plain ``os`` calls. A full disk, a quota or a permission problem there
 segfaults when its close-time flush hits ENOSPC and h5py swallows the close error, which published corrupt files.
 
 Files are created with mode ``0o666 & ~umask`` (``open(..., O_CREAT, 0o666)``), not mkstemp's 0600, so a group that
-shares a results folder can read them.
+shares a results folder can read them. Temporary names and folder fsync are :mod:`Engineering.fileio`'s, the helper of
+every other file written through a temporary file.
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ from __future__ import annotations
 import errno
 import os
 import re
-import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
 from Engineering.errors import OutputError
+from Engineering.fileio import fsync_dir, temp_sibling
 
 #: hidden temporary siblings written by :func:`atomic_write_bytes` (and the checkpoint/config writers):
 #: ``.<name>.<anything>.tmp``; a killed run may leave them behind, the next run in the folder removes them
@@ -76,11 +77,6 @@ def _write_file(path: Path, data: bytes | bytearray | memoryview, exclusive: boo
         raise
 
 
-def temp_sibling(path: Path) -> Path:
-    """A hidden, unique temporary name next to ``path`` that :data:`TEMP_PATTERN` recognises."""
-    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-
-
 def atomic_write_bytes(path: Path | str, data: bytes | bytearray | memoryview) -> None:
     """Replace ``path`` by ``data`` atomically: a fsynced temporary sibling, ``os.replace``, then fsync the folder.
 
@@ -103,20 +99,6 @@ def atomic_write_bytes(path: Path | str, data: bytes | bytearray | memoryview) -
         tmp.unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
-
-
-def fsync_dir(folder: Path | str) -> None:
-    """Persist the entries of ``folder`` (renames, new files); a no-op where folders cannot be opened."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def remove_stale_temporaries(folders: Iterable[Path]) -> list[Path]:
