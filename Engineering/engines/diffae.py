@@ -19,6 +19,7 @@ from Engineering.errors import ConfigError
 from Engineering.outputs.collector import InferenceResult
 from Engineering.science.diffusion import GaussianDiffusion
 from Engineering.science.ema import ema_copy, ema_update
+from Engineering.science.metrics import median_ssim
 from Engineering.transforms import parse_shape
 from Engineering.warp_drives.diffae import DiffAEConfig, build_diffae_net
 
@@ -166,8 +167,6 @@ class DiffAEEngine(BaseEngine):
 
     # ------------------------------------------------------------------ validation and test
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
-        from Engineering.outputs import median_ssim
-
         x = batch["inp"]["data"].float()
         gt = self._metric_channels((x + 1) / 2).cpu().numpy()
         scores = {}
