@@ -97,6 +97,10 @@ class DiffAEEngine(BaseEngine):
             self._generator = torch.Generator(device=device).manual_seed(seed)
         return self._generator
 
+    def denoiser(self, use_ema: bool = True) -> Callable[..., torch.Tensor]:
+        """The ε-prediction callable of the EMA (or base) network, as the DDIM loops of the diffusion take it."""
+        return self._model_fn(self.ema_net if use_ema else self.net)
+
     def encode(self, x: torch.Tensor, use_ema: bool = True) -> torch.Tensor:
         """Semantic latent z_sem (B, latent_dim) of inputs in [-1, 1]."""
         net = self.ema_net if use_ema else self.net
@@ -107,12 +111,12 @@ class DiffAEEngine(BaseEngine):
         self, x: torch.Tensor, cond: torch.Tensor, T_inv: int, T_step: int, use_ema: bool = True
     ) -> torch.Tensor:
         """DDIM inversion (T_inv steps) then decoding (T_step steps) with one network (D1 fixed); output in [0, 1]."""
-        fn = self._model_fn(self.ema_net if use_ema else self.net)
+        fn = self.denoiser(use_ema)
         x_T = self.diffusion.ddim_reverse_sample_loop(fn, x, cond=cond, steps=T_inv)
         x0 = self.diffusion.ddim_sample_loop(fn, x_T, cond=cond, steps=T_step)
         return (x0 + 1) / 2
 
-    def _metric_channels(self, x: torch.Tensor) -> torch.Tensor:
+    def metric_channels(self, x: torch.Tensor) -> torch.Tensor:
         """Keep channel 1 only for grey2RGB modes 0 and 2 (the grey channel), as the original does."""
         return x[:, 1:2] if self.grey2rgb in (0, 2) else x
 
@@ -168,11 +172,11 @@ class DiffAEEngine(BaseEngine):
     # ------------------------------------------------------------------ validation and test
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
         x = batch["inp"]["data"].float()
-        gt = self._metric_channels((x + 1) / 2).cpu().numpy()
+        gt = self.metric_channels((x + 1) / 2).cpu().numpy()
         scores = {}
         for tag, use_ema in (("ema", True), ("base", False)):
             cond = self.encode(x, use_ema)
-            recon = self._metric_channels(self.render(x, cond, int(self.conf.T_eval), int(self.conf.T_eval), use_ema))
+            recon = self.metric_channels(self.render(x, cond, int(self.conf.T_eval), int(self.conf.T_eval), use_ema))
             scores[tag] = float(median_ssim(gt, recon.float().cpu().numpy()))
             self.log_images(f"val_{tag}", x, recon * 2 - 1, batch_idx)
         bs = x.shape[0]
@@ -188,7 +192,7 @@ class DiffAEEngine(BaseEngine):
             return InferenceResult(embedding=z)
         recon = self.render(x, z, self.T_inv, self.T_step, use_ema)
         return InferenceResult(
-            embedding=z, recon=self._metric_channels(recon), ground_truth=self._metric_channels((x + 1) / 2)
+            embedding=z, recon=self.metric_channels(recon), ground_truth=self.metric_channels((x + 1) / 2)
         )
 
     def predict_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
