@@ -123,38 +123,44 @@ class SubjectSeries:
     indices: list[tuple[int, int, int]]
     x: torch.Tensor
 
-    def frames(self, images: torch.Tensor | None = None) -> np.ndarray:
-        """Channel 0 of ``images`` (N, C, *spatial; default the input in [0, 1]) as display frames (F, H, W)."""
-        images = (self.x + 1) / 2 if images is None else images
+    def frames(self, images: torch.Tensor) -> np.ndarray:
+        """Channel 0 of ``images`` (N, C, *spatial), e.g. decodes of this series, as display frames (F, H, W)."""
         images = images.detach().float().cpu()[:, 0]
         return (images[0] if images.ndim == 4 else images).numpy()  # 3D: (D, H, W); 2D: (N, H, W)
 
 
-def _dataset(run: DiffAERun, subject: str) -> H5SeriesDataset:
-    dm = H5DataModule.from_hparams(run.hparams, run.config, merge_train_val=False)
+def _dataset(hparams: argparse.Namespace, config: dict[str, Any], subject: str) -> H5SeriesDataset:
+    dm = H5DataModule.from_hparams(hparams, config, merge_train_val=False)
     if subject not in set(list_patients(dm.h5_path)):
         raise DataError(f"subject {subject} is not in {dm.h5_path}; expected a patient ID of the run's data file")
     options = replace(dm.dataset_options, fetch_phenotypes=False, fetch_confounders=False)
     return H5SeriesDataset(dm.h5_path, [subject], options, dm.eval_transform, f"subject {subject}")
 
 
-def load_subject(run: DiffAERun, subject: str, series: str | None = None) -> SubjectSeries:
-    """The samples of one series of ``subject`` from the run's data file, transformed as in the test stage.
+def read_series(
+    hparams: argparse.Namespace, config: dict[str, Any], subject: str, series: str | None = None
+) -> SubjectSeries:
+    """The samples of one series of ``subject`` from a run's data file, transformed as in its test stage (CPU).
 
     ``series``: a full key or a dataset name (last key component); default the subject's first key in sorted order.
     """
-    ds = _dataset(run, str(subject))
+    ds = _dataset(hparams, config, str(subject))
     keys = sorted({path for path, _ in ds.entries})
     wanted = [k for k in keys if series in (None, k, k.rsplit("/", 1)[-1])]
     if not wanted:
         raise DataError(f"subject {subject} has no series {series!r}; its series: {', '.join(keys)}")
     key = wanted[0]
-    rows = [n for n, (path, _) in enumerate(ds.entries) if path == key]
-    samples = [ds[n] for n in rows]
+    samples = [ds[n] for n, (path, _) in enumerate(ds.entries) if path == key]
     ds.close()
-    x = torch.stack([torch.as_tensor(s["inp"]["data"]) for s in samples]).float().to(run.device)
-    indices = [tuple(int(v) for v in s["indices"]) for s in samples]
-    return SubjectSeries(str(subject), key, indices, x)  # type: ignore[arg-type]  # (i, j, k) triples
+    x = torch.stack([torch.as_tensor(s["inp"]["data"]) for s in samples]).float()
+    indices = [(int(s["indices"][0]), int(s["indices"][1]), int(s["indices"][2])) for s in samples]
+    return SubjectSeries(str(subject), key, indices, x)
+
+
+def load_subject(run: DiffAERun, subject: str, series: str | None = None) -> SubjectSeries:
+    """:func:`read_series` of the run's data, on the run's device."""
+    found = read_series(run.hparams, run.config, subject, series)
+    return replace(found, x=found.x.to(run.device))
 
 
 # ------------------------------------------------------------------------------------------------ DDIM
@@ -279,4 +285,5 @@ __all__ = [
     "load_diffae_run",
     "load_subject",
     "manipulate",
+    "read_series",
 ]

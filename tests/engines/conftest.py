@@ -32,7 +32,10 @@ class DiffAERuns:
 def _train(datadir: Path, results: Path, trainID: str, *extra: str) -> Path:
     args = demo_run_args(datadir, results, FRAMES, SIZE) + [
         "--trainID", trainID, "--model§latent_dim", str(LATENT), "--model§DiffAE§net_ch", "8",
-        "--model§DiffAE§T_eval", "2", "--n_save_recon_subs", "1", "--training§log_freq", "1", *extra,
+        "--model§DiffAE§T_eval", "2", "--n_save_recon_subs", "1", "--training§log_freq", "1",
+        # a few steps must move the tested (EMA) network off its zero-initialised output layer, so that the decode
+        # depends on the latent: no EMA lag and a larger learning rate
+        "--model§DiffAE§ema_decay", "0", "--lr", "0.002", *extra,
     ]  # fmt: skip
     assert main("diffae", args) == 0
     (run_dir,) = [p for p in results.iterdir() if p.is_dir() and trainID in p.name]

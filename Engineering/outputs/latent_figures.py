@@ -1,0 +1,149 @@
+"""Figures and files of latent manipulation: a labelled PNG grid, an animated GIF over frames, the tensors in HDF5.
+
+A *grid* has one row per α (or interpolation step) and one column per chosen frame; frames are the network's depth
+axis in 3D (time for cine data in the shipped layouts) or the samples of a 2D series. Images are shown in [0, 1]
+grey levels, clipped. Everything is drawn with matplotlib (Agg); every file is written atomically.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import textwrap
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from Engineering.errors import ConfigError
+
+MAX_GIF_FRAMES = 100
+
+
+def pick_frames(n_frames: int, wanted: Sequence[int] | None, n_default: int = 4) -> list[int]:
+    """The frame indices to show: ``wanted`` (checked against ``n_frames``), else up to ``n_default`` evenly spaced."""
+    if wanted:
+        bad = [f for f in wanted if not 0 <= f < n_frames]
+        if bad:
+            raise ConfigError(f"--frames {bad[0]} is out of range; the series has frames 0..{n_frames - 1}")
+        return list(dict.fromkeys(int(f) for f in wanted))
+    return sorted(set(np.linspace(0, n_frames - 1, num=min(n_default, n_frames)).round().astype(int).tolist()))
+
+
+@contextmanager
+def _atomic(path: Path) -> Iterator[Path]:
+    """Yield a hidden temporary sibling of ``path`` and move it into place only when the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, whatever display the user has
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def grid_figure(
+    images: np.ndarray, row_labels: Sequence[str], col_labels: Sequence[str], title: str, reference_row: int | None
+) -> Any:
+    """A matplotlib figure of ``images`` (R, F, H, W) in [0, 1]: rows labelled on the left, columns on top.
+
+    With ``reference_row``, a last column shows |row − reference row| of the middle frame (its own grey scale).
+    """
+    plt = pyplot()
+    n_rows, n_cols = images.shape[:2]
+    extra = reference_row is not None
+    width = n_cols + int(extra)
+    aspect = images.shape[2] / images.shape[3]
+    fig, axes = plt.subplots(
+        n_rows, width, figsize=(1.1 + 1.6 * width, 0.7 + 1.6 * aspect * n_rows), squeeze=False, layout="constrained"
+    )
+    for r in range(n_rows):
+        for c in range(n_cols):
+            ax = axes[r, c]
+            ax.imshow(np.clip(images[r, c], 0, 1), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(col_labels[c], fontsize=9)
+        axes[r, 0].set_ylabel(row_labels[r], fontsize=9)
+    if extra:
+        mid = n_cols // 2
+        diff = np.abs(images[:, mid] - images[reference_row, mid])  # (R, H, W)
+        top = float(diff.max()) or 1.0
+        for r in range(n_rows):
+            ax = axes[r, -1]
+            ax.imshow(diff[r], cmap="magma", vmin=0, vmax=top, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[0, -1].set_title(f"|Δ| {col_labels[mid]}\n(0–{top:.2f})", fontsize=8)
+    fig.suptitle(textwrap.fill(title, width=max(40, 16 * width)), fontsize=10)
+    return fig
+
+
+def save_figure(fig: Any, path: Path, dpi: int = 100) -> Path:
+    """Save a matplotlib figure as PNG atomically and close it."""
+    plt = pyplot()
+    try:
+        with _atomic(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=dpi)
+    finally:
+        plt.close(fig)
+    return Path(path)
+
+
+def write_gif(images: np.ndarray, labels: Sequence[str], title: str, path: Path, fps: float = 8.0) -> Path:
+    """An animated GIF over the frame axis of ``images`` (R, F, H, W): each GIF frame shows the R rows side by side.
+
+    Each GIF frame is drawn by matplotlib with its panel labels and the frame number (at most 100 frames).
+    """
+    from PIL import Image
+
+    plt = pyplot()
+    n_rows, n_frames = images.shape[:2]
+    frames = []
+    for f in range(min(n_frames, MAX_GIF_FRAMES)):
+        fig, axes = plt.subplots(1, n_rows, figsize=(0.2 + 1.6 * n_rows, 2.2), squeeze=False, layout="constrained")
+        for r in range(n_rows):
+            ax = axes[0, r]
+            ax.imshow(np.clip(images[r, f], 0, 1), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(labels[r], fontsize=8)
+        fig.suptitle(textwrap.fill(f"{title}: frame {f}", width=max(30, 18 * n_rows)), fontsize=8)
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=80)
+        plt.close(fig)
+        buffer.seek(0)
+        frames.append(Image.open(buffer).convert("P", palette=Image.Palette.ADAPTIVE))
+    with _atomic(path) as tmp:
+        frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:], duration=int(1000 / fps), loop=0)
+    return Path(path)
+
+
+def write_tensors(path: Path, arrays: Mapping[str, np.ndarray], attrs: Mapping[str, Any]) -> Path:
+    """One HDF5 file: a dataset per array (float32 for floating data) and plain root attributes, atomically."""
+    with _atomic(path) as tmp:
+        with h5py.File(tmp, "w") as f:
+            for name, value in arrays.items():
+                value = np.asarray(value)
+                f.create_dataset(name, data=value.astype(np.float32) if value.dtype.kind == "f" else value)
+            for name, value in attrs.items():
+                f.attrs[name] = value
+    return Path(path)
+
+
+__all__ = ["MAX_GIF_FRAMES", "grid_figure", "pick_frames", "pyplot", "save_figure", "write_gif", "write_tensors"]
