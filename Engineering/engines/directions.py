@@ -28,7 +28,7 @@ import torch
 from Engineering.data.sidecars import read_table
 from Engineering.errors import CheckpointError, ConfigError, DataError
 from Engineering.hub.checkpoints import select_checkpoint
-from Engineering.outputs.latent_tables import emb_table, latent_columns
+from Engineering.outputs.latent_tables import emb_rows
 from Engineering.science.manipulation import FIT_METHODS, Direction, fit_direction, index_vector, make_direction
 
 log = logging.getLogger("imlatent")
@@ -97,19 +97,24 @@ def _n_series(path: Path) -> int:
 
 @dataclass
 class ReferenceLatents:
-    """The rows of an emb.h5: table (subID, fieldID, instanceID, data_tag, Z0…) and its latents (N, L)."""
+    """The latent vectors of an emb.h5: table (subID, key, Z0…; one row per vector) and its latents (N, L)."""
 
     path: Path
     table: pd.DataFrame
 
     @property
+    def columns(self) -> list[str]:
+        return [c for c in self.table.columns if c not in ("subID", "key")]
+
+    @property
     def latents(self) -> np.ndarray:
-        return self.table[latent_columns(self.table)].to_numpy(np.float64)
+        return self.table[self.columns].to_numpy(np.float64)
 
 
 def reference_latents(run_dir: Path, emb: str | Path | None = None) -> ReferenceLatents:
+    """The run's latents (:func:`run_emb_file`), one row per stored vector (every frame of a 2D split run)."""
     path = run_emb_file(run_dir, emb)
-    return ReferenceLatents(path, emb_table(path))
+    return ReferenceLatents(path, emb_rows(path))
 
 
 # ------------------------------------------------------------------------------------------------ sources
@@ -166,7 +171,7 @@ def phenotype_vector(
     n_values = np.unique(target[np.isfinite(target)]).size
     method = method or ("logistic" if n_values == 2 else "ridge")
     log.info("direction %s: %s fit on %d rows of %s", column, method, int(np.isfinite(target).sum()), reference.path)
-    coef = fit_direction(joined[latent_columns(reference.table)].to_numpy(np.float64), target, method, column)  # type: ignore[arg-type]
+    coef = fit_direction(joined[reference.columns].to_numpy(np.float64), target, method, column)  # type: ignore[arg-type]
     return coef, f"{column} ({method})"
 
 

@@ -99,7 +99,9 @@ def _write_views(
 ) -> list[Path]:
     """The PNG grid of the chosen frames and, for more than one frame, the GIF over all frames."""
     cols = [f"frame {f}" for f in frames]
-    written = [save_figure(grid_figure(rows[:, frames], labels, cols, title, reference), stage / f"{stem}.png")]
+    compared = range(1, rows.shape[0])  # row 0 is the input
+    figure = grid_figure(rows[:, frames], labels, cols, title, reference, compared)
+    written = [save_figure(figure, stage / f"{stem}.png")]
     if rows.shape[1] > 1:
         written.append(write_gif(rows, labels, title, stage / f"{stem}.gif"))
     return written
@@ -115,19 +117,59 @@ def _short(series: SubjectSeries) -> str:
     return " ".join([parts[0], *parts[2:]]) if len(parts) == 4 else series.key
 
 
+@dataclass
+class ManipulationRows:
+    """Decoded images (A, N, C', *spatial) and their display: rows (1 + A, F, H, W), the input first."""
+
+    images: torch.Tensor
+    rows: np.ndarray
+    labels: list[str]
+    title: str
+    reference: int | None  # the row of α = 0, if asked for
+
+
+def manipulation_rows(
+    run: DiffAERun,
+    series: SubjectSeries,
+    direction: Direction,
+    alphas: list[float],
+    ddim_steps: int | None,
+    progress: bool,
+) -> ManipulationRows:
+    """Decode the series at each α along ``direction`` and lay the result out as labelled display rows."""
+    images = manipulate(run, series, direction.offsets(alphas), ddim_steps, progress)
+    rows = np.concatenate([_display(series, _input(run, series)[None]), _display(series, images)])  # input on top
+    labels = ["input", *(_alpha_label(a) for a in alphas)]
+    reference = 1 + alphas.index(0.0) if 0.0 in alphas else None
+    title = f"{_short(series)}: {direction.label}, α in SDs (σ = {direction.sd:.3g})"
+    return ManipulationRows(images, rows, labels, title, reference)
+
+
+def manipulation_figure(
+    run: DiffAERun,
+    series: SubjectSeries,
+    direction: Direction,
+    alphas: list[float],
+    frames: list[int] | None,
+    ddim_steps: int | None,
+    progress: bool,
+) -> Any:
+    """The labelled grid (matplotlib figure) of :func:`manipulation_rows` for the chosen frames."""
+    m = manipulation_rows(run, series, direction, alphas, ddim_steps, progress)
+    shown = pick_frames(m.rows.shape[1], frames)
+    cols = [f"frame {f}" for f in shown]
+    return grid_figure(m.rows[:, shown], m.labels, cols, m.title, m.reference, range(1, m.rows.shape[0]))
+
+
 def _manipulation(
     run: DiffAERun, series: SubjectSeries, direction: Direction, req: ManipulationRequest, stage: Path
 ) -> list[Path]:
-    images = manipulate(run, series, direction.offsets(req.alphas), req.ddim_steps, req.progress)
-    rows = np.concatenate([_display(series, _input(run, series)[None]), _display(series, images)])  # the input on top
-    frames = pick_frames(rows.shape[1], req.frames)
-    labels = ["input", *(_alpha_label(a) for a in req.alphas)]
-    reference = 1 + req.alphas.index(0.0) if 0.0 in req.alphas else None
-    title = f"{_short(series)}: {direction.label}, α in SDs (σ = {direction.sd:.3g})"
+    m = manipulation_rows(run, series, direction, req.alphas, req.ddim_steps, req.progress)
+    frames = pick_frames(m.rows.shape[1], req.frames)
     stem = _stem("manip", series.subject, direction.label)
-    written = _write_views(stage, stem, rows, labels, title, frames, reference)
+    written = _write_views(stage, stem, m.rows, m.labels, m.title, frames, m.reference)
     arrays = {
-        "images": images.cpu().numpy(),
+        "images": m.images.cpu().numpy(),
         "input": _input(run, series).cpu().numpy(),
         "alphas": np.asarray(req.alphas),
         "direction": direction.vector,
@@ -205,4 +247,11 @@ def _is_float(value: str) -> bool:
     return True
 
 
-__all__ = ["ManipulationRequest", "parse_alphas", "run_manipulation"]
+__all__ = [
+    "ManipulationRequest",
+    "ManipulationRows",
+    "manipulation_figure",
+    "manipulation_rows",
+    "parse_alphas",
+    "run_manipulation",
+]

@@ -57,11 +57,17 @@ def pyplot() -> Any:
 
 
 def grid_figure(
-    images: np.ndarray, row_labels: Sequence[str], col_labels: Sequence[str], title: str, reference_row: int | None
+    images: np.ndarray,
+    row_labels: Sequence[str],
+    col_labels: Sequence[str],
+    title: str,
+    reference_row: int | None,
+    compared: Sequence[int] | None = None,
 ) -> Any:
     """A matplotlib figure of ``images`` (R, F, H, W) in [0, 1]: rows labelled on the left, columns on top.
 
-    With ``reference_row``, a last column shows |row − reference row| of the middle frame (its own grey scale).
+    With ``reference_row``, a last column shows |row − reference row| of the middle frame for the ``compared`` rows
+    (default all), on one grey scale shared by them; other rows leave that cell empty (e.g. an input row).
     """
     plt = pyplot()
     n_rows, n_cols = images.shape[:2]
@@ -73,25 +79,29 @@ def grid_figure(
     )
     for r in range(n_rows):
         for c in range(n_cols):
-            ax = axes[r, c]
-            ax.imshow(np.clip(images[r, c], 0, 1), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-            ax.set_xticks([])
-            ax.set_yticks([])
+            _tile(axes[r, c], images[r, c], "gray", 1.0)
             if r == 0:
-                ax.set_title(col_labels[c], fontsize=9)
+                axes[r, c].set_title(col_labels[c], fontsize=9)
         axes[r, 0].set_ylabel(row_labels[r], fontsize=9)
-    if extra:
+    if reference_row is not None:
         mid = n_cols // 2
+        rows = list(range(n_rows)) if compared is None else list(compared)
         diff = np.abs(images[:, mid] - images[reference_row, mid])  # (R, H, W)
-        top = float(diff.max()) or 1.0
+        top = float(diff[rows].max()) or 1.0
         for r in range(n_rows):
-            ax = axes[r, -1]
-            ax.imshow(diff[r], cmap="magma", vmin=0, vmax=top, interpolation="nearest")
-            ax.set_xticks([])
-            ax.set_yticks([])
-        axes[0, -1].set_title(f"|Δ| {col_labels[mid]}\n(0–{top:.2f})", fontsize=8)
+            if r in rows:
+                _tile(axes[r, -1], diff[r], "magma", top)
+            else:
+                axes[r, -1].axis("off")
+        axes[rows[0], -1].set_title(f"|Δ| to {row_labels[reference_row]}\n{col_labels[mid]} (0–{top:.2g})", fontsize=8)
     fig.suptitle(textwrap.fill(title, width=max(40, 16 * width)), fontsize=10)
     return fig
+
+
+def _tile(ax: Any, image: np.ndarray, cmap: str, top: float) -> None:
+    ax.imshow(np.clip(image, 0, top), cmap=cmap, vmin=0, vmax=top, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
 
 
 def save_figure(fig: Any, path: Path, dpi: int = 100) -> Path:
@@ -118,11 +128,8 @@ def write_gif(images: np.ndarray, labels: Sequence[str], title: str, path: Path,
     for f in range(min(n_frames, MAX_GIF_FRAMES)):
         fig, axes = plt.subplots(1, n_rows, figsize=(0.2 + 1.6 * n_rows, 2.2), squeeze=False, layout="constrained")
         for r in range(n_rows):
-            ax = axes[0, r]
-            ax.imshow(np.clip(images[r, f], 0, 1), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            ax.set_title(labels[r], fontsize=8)
+            _tile(axes[0, r], images[r, f], "gray", 1.0)
+            axes[0, r].set_title(labels[r], fontsize=8)
         fig.suptitle(textwrap.fill(f"{title}: frame {f}", width=max(30, 18 * n_rows)), fontsize=8)
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png", dpi=80)

@@ -96,6 +96,31 @@ def latent_columns(table: pd.DataFrame) -> list[str]:
     return [c for c in table.columns if c not in KEY_COLUMNS and c not in GWAS_ID_COLUMNS and c != VISIT_COLUMN]
 
 
+def emb_rows(path: str | Path) -> pd.DataFrame:
+    """Every stored latent vector of ``path`` as one row: ``subID`` (int), ``key`` (the H5 key), ``Z0…``.
+
+    Unlike :func:`emb_table`, split runs (2D slices or frames, datasets (nC, nT, nS, L)) give one row per stored
+    vector; vectors left NaN in the dense layout are dropped.
+    """
+    path = Path(path)
+    keys, vectors = [], []
+    for key, value in sorted(_read_raw(path).items()):
+        value = np.asarray(value)
+        if value.dtype.kind != "f" or value.ndim == 0:
+            raise DataError(f"latent file {path}: dataset {key!r} has dtype {value.dtype}; expected real floats")
+        rows = value.reshape(-1, value.shape[-1]).astype(np.float64)  # (nC*nT*nS, L)
+        rows = rows[~np.isnan(rows).all(axis=1)]
+        _check_subid(key, path)
+        keys += [key] * len(rows)
+        vectors.append(rows)
+    lengths = {v.shape[1] for v in vectors}
+    if len(lengths) > 1:
+        raise DataError(f"latent file {path}: latent lengths {sorted(lengths)} differ; expected one L for all")
+    z = np.vstack(vectors) if vectors else np.zeros((0, 0))
+    table = pd.DataFrame({"subID": [int(k.split("/")[0]) for k in keys], "key": keys})
+    return pd.concat([table, pd.DataFrame(z, columns=[f"Z{i}" for i in range(z.shape[1])])], axis=1)
+
+
 def visit_of(instance_ids: pd.Series) -> pd.Series:
     """Imaging visit of each instanceID ``"<visit>_<array>"`` (the integer before ``_``)."""
     visit = instance_ids.astype(str).str.split("_").str[0]

@@ -53,12 +53,19 @@ def test_3d_grid_gif_and_tensors_with_alpha_zero_equal_to_recon_h5(diffae_runs, 
 
 
 @pytest.mark.slow
-def test_2d_interpolation_runs_from_a_to_b(diffae_runs, tmp_path, monkeypatch, repo_root):
+def test_2d_interpolation_runs_from_a_to_b_and_frames_move_along_a_direction(
+    diffae_runs, tmp_path, monkeypatch, repo_root
+):
     monkeypatch.chdir(repo_root)
     a, b = diffae_runs.patients[1], diffae_runs.patients[2]
     args = ["--run_dir", str(diffae_runs.run2d), "--between", a, b, "--steps", "3", "--ddim_steps", "1",
+            "--subjects", a, "--direction", "index", "2", "--alphas", "0", "3",
             "--out", str(tmp_path / "i"), "--no_progress"]  # fmt: skip
     assert _executor().main(args) == 0
+    with h5py.File(tmp_path / "i" / f"manip_{a}_Z2.h5", "r") as f:
+        moved = f["images"][()]  # (2 α, 6 frames, 1, 32, 32): each frame has its own latent, moved alike
+        assert f.attrs["direction_sd"] > 0  # measured on every frame's latent of the split run's emb.h5
+    assert moved.shape == (2, 6, 1, 32, 32) and not np.allclose(moved[0], moved[1])
     stem = tmp_path / "i" / f"interp_{a}_{b}"
     with h5py.File(f"{stem}.h5", "r") as f:
         images, ts = f["images"][()], f["fractions"][()]
