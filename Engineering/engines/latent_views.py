@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import logging
 import re
-import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +27,14 @@ from Engineering.engines.diffae_inference import (
 )
 from Engineering.engines.directions import DirectionSpec, reference_latents, resolve_direction
 from Engineering.errors import ConfigError
-from Engineering.outputs.latent_figures import grid_figure, pick_frames, save_figure, write_gif, write_tensors
+from Engineering.outputs.latent_figures import (
+    grid_figure,
+    pick_frames,
+    save_figure,
+    staged_folder,
+    write_gif,
+    write_tensors,
+)
 from Engineering.science.manipulation import Direction, fractions
 
 log = logging.getLogger("imlatent")
@@ -214,18 +219,11 @@ def run_manipulation(req: ManipulationRequest) -> list[Path]:
     for s in series + pair:
         pick_frames(s.frames(s.x).shape[0], req.frames)  # a bad --frames is refused before any decoding
     out = Path(req.out) if req.out else run.run_dir / "Manipulation"
-    out.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=".manipulate.", dir=out))
-    try:
+    with staged_folder(out) as stage:
         written = [p for s in series for p in _manipulation(run, s, direction, req, stage)] if direction else []
         if pair:
             written += _interpolation(run, pair[0], pair[1], req, stage)
-        final = [out / p.name for p in written]
-        for src, dst in zip(written, final, strict=True):
-            src.replace(dst)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
-    return final
+    return [out / p.name for p in written]
 
 
 def parse_alphas(values: Sequence[str]) -> list[float]:

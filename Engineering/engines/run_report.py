@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +26,7 @@ from Engineering.engines.directions import DirectionSpec, reference_latents, res
 from Engineering.engines.latent_views import manipulation_figure
 from Engineering.errors import ConfigError, DataError
 from Engineering.outputs import report_figures as figures
-from Engineering.outputs.latent_figures import pick_frames
+from Engineering.outputs.latent_figures import pick_frames, staged_folder
 from Engineering.outputs.latent_tables import emb_rows
 from Engineering.outputs.report_html import Section, render_png, write_report_files
 
@@ -281,15 +279,8 @@ def write_report(req: ReportRequest) -> Path:
     if req.direction is not None:
         sections.append(_manipulation_section(req, sorted(_recon_arrays(output / "recon.h5"))))
     out = Path(req.out) if req.out else run_dir / "Report"
-    out.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=".report.", dir=out))
-    try:
+    with staged_folder(out) as stage:
         write_report_files(stage, "report", f"ImLatent run report: {run_dir.name}", sections)
-        shutil.rmtree(out / "report_png", ignore_errors=True)
-        (stage / "report_png").replace(out / "report_png")
-        (stage / "report.html").replace(out / "report.html")
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
     return out / "report.html"
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
+import tempfile
 import textwrap
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -45,6 +47,30 @@ def _atomic(path: Path) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def staged_folder(out: Path) -> Iterator[Path]:
+    """A hidden staging folder next to ``out`` whose entries are moved into ``out`` only when the block succeeds.
+
+    Entries of ``out`` with the same names are replaced (a folder as a whole); a failed block leaves ``out`` as it
+    was, not even created.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; expected a folder")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        yield stage
+        out.mkdir(exist_ok=True)
+        for item in sorted(stage.iterdir()):
+            target = out / item.name
+            if target.is_dir():
+                shutil.rmtree(target)
+            os.replace(item, target)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
 
 
 def pyplot() -> Any:
@@ -153,4 +179,13 @@ def write_tensors(path: Path, arrays: Mapping[str, np.ndarray], attrs: Mapping[s
     return Path(path)
 
 
-__all__ = ["MAX_GIF_FRAMES", "grid_figure", "pick_frames", "pyplot", "save_figure", "write_gif", "write_tensors"]
+__all__ = [
+    "MAX_GIF_FRAMES",
+    "grid_figure",
+    "pick_frames",
+    "pyplot",
+    "save_figure",
+    "staged_folder",
+    "write_gif",
+    "write_tensors",
+]
