@@ -22,20 +22,21 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from Engineering.configuration.resolve import load_resolved
+from Engineering.configuration.resolve import ResolvedConfig
+from Engineering.configuration.stored import STORED_CONFIG_NAME as RESOLVED_CONFIG
+from Engineering.configuration.stored import stored_config
 from Engineering.data.datamodule import H5DataModule
 from Engineering.data.h5dataset import H5SeriesDataset, list_patients
 from Engineering.engines.base import plain_hparams
 from Engineering.engines.diffae import DiffAEEngine
 from Engineering.engines.runner import load_weights_into
+from Engineering.engines.stored_config import check_checkpoint_fits
 from Engineering.engines.tasks import build_engine
 from Engineering.errors import ConfigError, DataError
 from Engineering.hub.checkpoints import select_checkpoint
 from Engineering.science.manipulation import lerp, slerp
 
 log = logging.getLogger("imlatent")
-
-RESOLVED_CONFIG = "resolved_config.yaml"
 
 
 @dataclass
@@ -76,12 +77,18 @@ class DiffAERun:
         return self.engine.x_T.device
 
 
-def _stored_configuration(run_dir: Path) -> Any:
-    """The run's resolved configuration (the one place that decides where a run's settings are read)."""
-    path = run_dir / RESOLVED_CONFIG
-    if not path.is_file():
-        raise ConfigError(f"--run_dir {run_dir} holds no {RESOLVED_CONFIG}; expected the folder of a finished run")
-    return load_resolved(path)
+def stored_run_config(run_dir: Path) -> ResolvedConfig:
+    """The configuration a run stored (its resolved_config.yaml, else the copy inside its checkpoints).
+
+    The one place that decides where a run's settings are read, shared with the training executors (``--resume``).
+    """
+    found = stored_config(run_dir)
+    if found is None:
+        raise ConfigError(
+            f"--run_dir {run_dir} stores no readable configuration (no {RESOLVED_CONFIG} and none inside its "
+            "checkpoints); expected the folder of a finished run"
+        )
+    return found[0]
 
 
 def load_diffae_run(run_dir: str | Path, load_best: bool = False, device: str | torch.device = "cpu") -> DiffAERun:
@@ -94,7 +101,7 @@ def load_diffae_run(run_dir: str | Path, load_best: bool = False, device: str | 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ConfigError(f"--run_dir {run_dir} is not a folder (expected <save_path>/<run_name>)")
-    resolved = _stored_configuration(run_dir)
+    resolved = stored_run_config(run_dir)
     if resolved.script != "diffae":
         raise ConfigError(f"--run_dir {run_dir} is a {resolved.script} run; this needs a DiffAE run (main_diffAE.py)")
     hparams = resolved.hparams
@@ -102,6 +109,7 @@ def load_diffae_run(run_dir: str | Path, load_best: bool = False, device: str | 
     if not isinstance(engine, DiffAEEngine):  # the task table maps taskID 1 to the DiffAE engine
         raise ConfigError(f"--run_dir {run_dir}: taskID 1 did not build a DiffAE engine")
     checkpoint = select_checkpoint(run_dir, load_best)
+    check_checkpoint_fits(engine, checkpoint)  # a changed network is named in one line
     load_weights_into(engine, checkpoint)
     engine.eval().to(device)
     return DiffAERun(run_dir, engine, hparams, resolved.config, checkpoint, bool(getattr(hparams, "test_ema", True)))
@@ -286,4 +294,5 @@ __all__ = [
     "load_subject",
     "manipulate",
     "read_series",
+    "stored_run_config",
 ]

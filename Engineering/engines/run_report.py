@@ -19,9 +19,8 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from Engineering.configuration.resolve import load_resolved
 from Engineering.data.sidecars import read_table
-from Engineering.engines.diffae_inference import RESOLVED_CONFIG, load_diffae_run, load_subject, read_series
+from Engineering.engines.diffae_inference import load_diffae_run, load_subject, read_series, stored_run_config
 from Engineering.engines.directions import DirectionSpec, reference_latents, resolve_direction, run_emb_file
 from Engineering.engines.latent_views import manipulation_figure
 from Engineering.errors import ConfigError, DataError
@@ -263,9 +262,9 @@ def _manipulation_section(req: ReportRequest, recon_keys: list[str]) -> Section:
 def write_report(req: ReportRequest) -> Path:
     """Check the options, build every section, write ``report.html`` (+ PNGs) into ``req.out``; returns the page."""
     run_dir = Path(req.run_dir)
-    if not (run_dir / RESOLVED_CONFIG).is_file():
-        raise ConfigError(f"--run_dir {run_dir} holds no {RESOLVED_CONFIG}; expected the folder of a finished run")
-    resolved = load_resolved(run_dir / RESOLVED_CONFIG)
+    if not run_dir.is_dir():
+        raise ConfigError(f"--run_dir {run_dir} is not a folder (expected <save_path>/<run_name>)")
+    resolved = stored_run_config(run_dir)
     if req.direction is not None and resolved.script != "diffae":
         raise ConfigError(f"--direction needs a DiffAE run; {run_dir} is a {resolved.script} run")
     if req.phenotype is not None:

@@ -86,7 +86,7 @@ def test_ddim_steps_are_checked_and_shapes_must_agree():
 def test_a_folder_that_is_not_a_diffae_run_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="is not a folder"):
         load_diffae_run(tmp_path / "missing")
-    with pytest.raises(ConfigError, match="holds no resolved_config.yaml"):
+    with pytest.raises(ConfigError, match="stores no readable configuration"):
         load_diffae_run(tmp_path)
 
 
