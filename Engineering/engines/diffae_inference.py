@@ -29,10 +29,10 @@ from Engineering.data.datamodule import H5DataModule
 from Engineering.data.h5dataset import H5SeriesDataset, list_patients
 from Engineering.engines.base import plain_hparams
 from Engineering.engines.diffae import DiffAEEngine
-from Engineering.engines.runner import load_weights_into
 from Engineering.engines.stored_config import check_checkpoint_fits
 from Engineering.engines.tasks import build_engine
 from Engineering.errors import ConfigError, DataError
+from Engineering.hub import load_weights_into
 from Engineering.hub.checkpoints import select_checkpoint
 from Engineering.science.manipulation import lerp, slerp
 

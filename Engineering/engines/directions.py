@@ -29,6 +29,7 @@ from Engineering.data.sidecars import read_table
 from Engineering.errors import CheckpointError, ConfigError, DataError
 from Engineering.hub.checkpoints import select_checkpoint
 from Engineering.outputs.latent_tables import emb_rows
+from Engineering.pickle_policy import load_pickle
 from Engineering.science.manipulation import FIT_METHODS, Direction, fit_direction, index_vector, make_direction
 
 log = logging.getLogger("imlatent")
@@ -121,11 +122,8 @@ def reference_latents(run_dir: Path, emb: str | Path | None = None) -> Reference
 
 
 def _checkpoint_dict(path: Path) -> dict[str, Any]:
-    """A latentcls checkpoint read as plain data (no pickled code)."""
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any failure means the file is unusable here
-        raise CheckpointError(f"checkpoint {path} cannot be read as plain data: {str(err).splitlines()[0]}") from err
+    """A latentcls checkpoint read under the project's pickle policy (weights only: no pickled code runs)."""
+    ckpt = load_pickle(path, what="checkpoint")
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
         raise CheckpointError(f"checkpoint {path} holds no 'state_dict'")
     return ckpt
