@@ -12,7 +12,7 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	@# Install torch before the project so that pip keeps this build instead of pulling a CUDA one.
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q $(TORCH_CPU)
-	$(BIN)/python -m pip install -q -e ".[dev,parquet]"
+	$(BIN)/python -m pip install -q -e ".[dev,parquet,explore]"
 	@touch $@
 
 venv: $(BIN)/.installed

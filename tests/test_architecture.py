@@ -1,7 +1,8 @@
 """Imports go one way only: the import-linter contracts of pyproject.toml hold for the package as it stands.
 
-engines -> (data, hub, outputs, science, transforms, warp_drives) -> configuration -> (pickle_policy, fileio) -> errors; no package
-(at any depth) imports its own importer. ``lint-imports`` checks the same contracts from the command line.
+apps -> engines -> (data, hub, outputs, science, transforms, warp_drives) -> configuration -> (pickle_policy, fileio)
+-> errors; no package (at any depth) imports its own importer. ``lint-imports`` checks the same contracts from the
+command line.
 """
 
 from __future__ import annotations
