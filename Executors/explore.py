@@ -9,6 +9,7 @@ DDIM steps used is on the page. Stop with Ctrl+C.
 """
 
 import argparse
+import importlib.util
 import logging
 import os
 import sys
@@ -54,10 +55,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 def main(argv: Sequence[str]) -> int:
     args = parse_args(argv)
-    try:
-        import gradio  # noqa: F401
-    except ImportError:
-        raise ConfigError('explore.py needs gradio: pip install -e ".[explore]"') from None
+    if importlib.util.find_spec("gradio") is None:
+        raise ConfigError('explore.py needs gradio: pip install -e ".[explore]"')
     from Engineering.apps.explorer_session import open_explorer
     from Engineering.apps.explorer_ui import launch
     from Engineering.engines.directions import parse_direction

@@ -114,3 +114,24 @@ def test_load_hf_needs_an_exported_diffae_folder(tmp_path):
     (tmp_path / "config.json").write_text("[1, 2")
     with pytest.raises(ConfigError, match="cannot be read as a JSON object"):
         load_hf_folder(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--run_dir", "no/such/run"], "--run_dir no/such/run is not a folder"),
+        (["--run_dir", ".", "--direction", "sideways", "1"], "--direction 'sideways': expected one of index"),
+        (["--run_dir", ".", "--port", "0"], "--port 0; expected 1..65535"),
+    ],
+)
+def test_explore_cli_refuses_bad_input_in_one_line(repo_root, capsys, args, message):
+    import importlib.util
+
+    from Engineering.errors import run_guarded
+
+    spec = importlib.util.spec_from_file_location("explore", repo_root / "Executors" / "explore.py")
+    explore = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(explore)
+    assert run_guarded(explore.main, args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("imlatent: error: ") and message in err and "\n" not in err
