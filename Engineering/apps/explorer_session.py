@@ -142,10 +142,12 @@ class Explorer:
     # ------------------------------------------------------------------------------------------ set-up
 
     def _reference(self, emb: str | Path | None) -> tuple[ReferenceLatents | None, str]:
-        """The run's latents (its emb.h5, or ``emb``), or None and why there are none."""
+        """The run's latents (its emb.h5, or ``emb``), or None and why there are none (a bad ``emb`` is an error)."""
         try:
             reference = reference_latents(self.run.run_dir, emb)
         except DataError as err:
+            if emb is not None:
+                raise
             return None, str(err)
         if len(reference.table) < 2:
             return None, f"{reference.path} holds {len(reference.table)} latent(s); a map needs at least 2"

@@ -71,7 +71,7 @@ def test_an_upload_of_the_subjects_own_series_gives_its_input_and_reconstruction
     assert upload.series.subject == subject and explorer.load_upload(nifti).series.subject == "cine.nii.gz"
 
 
-def test_wrong_subjects_and_uploads_are_one_readable_line(explorer, tmp_path):
+def test_wrong_subjects_uploads_and_latent_files_are_one_readable_line(explorer, diffae_runs, tmp_path):
     with pytest.raises(DataError, match="subject 999999 is not in .*data.h5"):
         explorer.load("999999")
     with pytest.raises(DataError, match="no subject chosen"):
@@ -79,6 +79,8 @@ def test_wrong_subjects_and_uploads_are_one_readable_line(explorer, tmp_path):
     nib.save(nib.Nifti1Image(np.zeros((32, 32, 1, 4), np.int16), np.eye(4)), tmp_path / "short.nii")
     with pytest.raises(DataError, match=r"upload short.nii: .*no samples selected.*the run's input shape is 6,32,32"):
         explorer.load_upload(tmp_path / "short.nii")
+    with pytest.raises(DataError, match="latent file .*missing_emb.h5 does not exist"):
+        open_explorer(str(diffae_runs.run3d), None, emb=str(tmp_path / "missing_emb.h5"))
 
 
 def test_an_exported_folder_explores_like_its_run(explorer, diffae_runs, tmp_path):
