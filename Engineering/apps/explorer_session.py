@@ -252,7 +252,8 @@ class Explorer:
         z = encode(self.run, series)
         x_T = invert(self.run, series, z, self.ddim_steps, progress=False)
         recon = decode_many(self.run, [(x_T, z)], self.ddim_steps, progress=False)[0]
-        return SubjectView(series, z, x_T, series.frames(), series.frames(recon), time.perf_counter() - start)
+        inp = series.frames(self.run.engine.metric_channels((series.x + 1) / 2))  # [0, 1], the decodes' channel
+        return SubjectView(series, z, x_T, inp, series.frames(recon), time.perf_counter() - start)
 
     def move(self, view: SubjectView, alphas: list[float]) -> SubjectView:
         """``view`` decoded at ``z + Σ α_i·σ_i·ŵ_i`` (α per direction, in SDs); all α = 0 is the reconstruction."""
