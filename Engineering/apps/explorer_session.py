@@ -187,8 +187,8 @@ class Explorer:
             [
                 f"- **Run** `{run.run_dir.name}` · {kind} DiffAE, latent size {run.latent_dim} · "
                 f"weights `{run.checkpoint.name}` ({'EMA' if run.use_ema else 'base'} network)",
-                f"- **DDIM steps: {steps}** for the inversion and {steps} for each decode (the run's test stage used "
-                f"{run.inversion_steps} and {run.decoding_steps}; fewer steps are faster and less exact)",
+                f"- **DDIM steps: {steps}** for the inversion and {steps} for each decode (the run's test stage: "
+                f"{run.inversion_steps} and {run.decoding_steps}; fewer steps are faster, more are closer to it)",
                 f"- **Latent map:** {self.reference_note}"
                 if self.latent_map
                 else f"- **No latent map:** {self.reference_note}",

@@ -87,7 +87,9 @@ def build_app(explorer: Explorer) -> Any:
                     elem_id="explorer-subject",
                 )
                 load_button = gr.Button("Load subject", variant="primary", elem_id="explorer-load")
-                upload = gr.File(label="…or upload a NIfTI or one-series HDF5", type="filepath")
+                upload = gr.File(
+                    label="…or upload a NIfTI or one-series HDF5", type="filepath", elem_id="explorer-upload"
+                )
                 upload_button = gr.Button("Load upload", elem_id="explorer-load-upload")
                 frame = gr.Slider(0, 1, value=0, step=1, label="frame (time / slice)", elem_id="explorer-frame")
                 sliders = [

@@ -117,6 +117,23 @@ def _requested_urls(driver) -> set[str]:
     return urls
 
 
+def _nifti_of(run_dir: Path, subject: str, folder: Path) -> Path:
+    """The subject's cine from the run's demo data as a NIfTI file (x, y, 1, t), as a user would upload it."""
+    import h5py
+    import nibabel as nib
+    import numpy as np
+
+    from Engineering.configuration.resolve import load_resolved
+    from Engineering.data.demo import FIELD, SERIES
+
+    hparams = load_resolved(run_dir / "resolved_config.yaml").hparams
+    with h5py.File(Path(hparams.datadir) / (hparams.datafile or "data.h5"), "r") as f:
+        cine = f[f"{subject}/{FIELD}/2_0/{SERIES}"][0]  # (T, S, X, Y)
+    path = folder / f"{subject}.nii.gz"
+    nib.save(nib.Nifti1Image(np.transpose(cine, (2, 3, 1, 0)), np.eye(4)), path)
+    return path
+
+
 def test_a_person_loads_a_subject_and_moves_the_sliders(explorer_url, browser, diffae_runs, tmp_path):
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
@@ -168,6 +185,13 @@ def test_a_person_loads_a_subject_and_moves_the_sliders(explorer_url, browser, d
     drag("#explorer-direction-0", 70, lambda: status().startswith("Decoded the moved latent"))
     wait.until(lambda _: picture() != loaded)
     browser.save_screenshot(str(tmp_path / "3_moved.png"))
+
+    css("#explorer-upload input[type=file]")[0].send_keys(
+        str(_nifti_of(diffae_runs.run3d, diffae_runs.patients[1], tmp_path))
+    )
+    css("#explorer-load-upload")[0].click()
+    wait.until(lambda _: status().startswith("Loaded upload/"))
+    browser.save_screenshot(str(tmp_path / "4_uploaded.png"))
 
     assert not css(".explorer-error"), status()
     assert not css(".toast-body.error"), "Gradio showed an error toast"
