@@ -32,6 +32,15 @@ def _warm_torch_optim():
     torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
 
 
+@pytest.fixture(scope="session")
+def diffae_runs(tmp_path_factory):
+    """Tiny trained 3D and 2D DiffAE runs (tests/diffae_runs.py), trained once per session for the latent tools
+    (tests/engines) and the explorer (tests/apps)."""
+    from tests.diffae_runs import train_diffae_runs
+
+    return train_diffae_runs(tmp_path_factory.mktemp("diffae_runs"))
+
+
 @pytest.fixture
 def repo_root() -> Path:
     return REPO_ROOT

@@ -243,8 +243,8 @@ class Explorer:
     def _upload_target(self) -> tuple[str, str, str]:
         """(field, instance, series) of the run's own series, under which a NIfTI upload is stored."""
         if self.reference is not None:
-            row = self.reference.table.iloc[0]
-            return str(row["fieldID"]), str(row["instanceID"]), str(row["data_tag"])
+            _, field, instance, series = str(self.reference.table["key"].iloc[0]).split("/")  # pid/field/inst/series
+            return field, instance, series
         return "0", "2_0", "primary"
 
     def _view(self, series: SubjectSeries) -> SubjectView:

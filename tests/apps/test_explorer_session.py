@@ -100,3 +100,16 @@ def test_an_exported_folder_explores_like_its_run(explorer, diffae_runs, tmp_pat
         assert bare.subjects() == [] and bare.directions == [] and "No latent map:" in bare.describe()
     finally:
         bare.close()
+
+
+def test_a_2d_run_is_explored_frame_by_frame(diffae_runs):
+    explorer = open_explorer(str(diffae_runs.run2d), None, ddim_steps=1)
+    try:
+        assert len(explorer.reference.table) > len(diffae_runs.patients)  # one reference latent per stored frame
+        view = explorer.load(diffae_runs.patients[0])
+        assert view.inp.shape == view.recon.shape == (6, 32, 32) and view.z.shape == (6, 8)  # one latent per frame
+        assert not np.array_equal(explorer.bars(view, 0), explorer.bars(view, 5))
+        moved = explorer.move(view, [2.0, 0.0, 0.0])
+        assert moved.moved.shape == (6, 32, 32) and explorer.map(moved) is not None
+    finally:
+        explorer.close()

@@ -3,6 +3,7 @@
 3D: (6, 32, 32) cine volumes, two epochs with validation and TensorBoard (a curve with more than one point), tested
 with its best checkpoint. 2D: the same cine series split into (32, 32) frames (``DS_split_volume``), one epoch.
 Both write recon.h5 for every test subject, so manipulation at α = 0 can be compared with the test stage.
+The session fixture ``diffae_runs`` (tests/conftest.py) trains them once for every test folder that uses them.
 """
 
 from __future__ import annotations
@@ -10,14 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
 from Engineering.data.demo import write_demo_dataset
 from Engineering.engines.runner import main
 from tests.demo_args import demo_run_args
 
 FRAMES, SIZE, LATENT = 6, 32, 8
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass
@@ -42,9 +41,10 @@ def _train(datadir: Path, results: Path, trainID: str, *extra: str) -> Path:
     return run_dir
 
 
-@pytest.fixture(scope="session")
-def diffae_runs(tmp_path_factory) -> DiffAERuns:
-    root = tmp_path_factory.mktemp("diffae_runs")
+def train_diffae_runs(root: Path) -> DiffAERuns:
+    """Write the demo data under ``root`` and train both runs there."""
+    import pytest
+
     demo = write_demo_dataset(root / "demo_data", n_patients=8, frames=FRAMES, size=SIZE, n_folds=2, seed=3)
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(REPO_ROOT)  # the demo data JSON path is relative to the repository root
