@@ -69,7 +69,7 @@ def explorer_url(diffae_runs, tmp_path, repo_root) -> Iterator[str]:
     url = f"http://127.0.0.1:{port}/"
     log = tmp_path / "server.log"
     cmd = [sys.executable, "Executors/explore.py", "--run_dir", str(diffae_runs.run3d)]
-    cmd += ["--ddim_steps", str(DDIM_STEPS), "--port", str(port)]
+    cmd += ["--ddim_steps", str(DDIM_STEPS), "--port", str(port), "--threads", "1"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
     with log.open("w") as out:
         proc = subprocess.Popen(cmd, cwd=repo_root, stdout=out, stderr=subprocess.STDOUT, env=env)

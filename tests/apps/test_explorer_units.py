@@ -122,6 +122,7 @@ def test_load_hf_needs_an_exported_diffae_folder(tmp_path):
         (["--run_dir", "no/such/run"], "--run_dir no/such/run is not a folder"),
         (["--run_dir", ".", "--direction", "sideways", "1"], "--direction 'sideways': expected one of index"),
         (["--run_dir", ".", "--port", "0"], "--port 0; expected 1..65535"),
+        (["--run_dir", ".", "--threads", "0"], "--threads 0; expected 1 or more"),
     ],
 )
 def test_explore_cli_refuses_bad_input_in_one_line(repo_root, capsys, args, message):
