@@ -16,6 +16,7 @@ from typing import Any
 from Engineering.errors import ConfigError
 from Engineering.science.diffusion import space_timesteps
 
+from .blocks import ATTENTION_MODES
 from .shapes import attention_levels, check_input_shape
 
 # Fields computed from others in ``_refresh``; a YAML override of these would be overwritten silently.
@@ -56,6 +57,10 @@ class DiffAEConfig:
     dropout: float = 0.1
     # Resampling keeps the depth axis in 3D (the original's behaviour, D8); False halves depth too.
     keep_depth: bool = True
+    # Execution only (the state dict is the same): "sdpa" fused attention, "math" the original's formula bit for
+    # bit; grad_checkpoint recomputes res/attention block activations in backward (less memory, more time).
+    attention: str = "sdpa"
+    grad_checkpoint: bool = False
     # diffusion
     T: int = 1000
     T_eval: int = 20
@@ -177,6 +182,10 @@ class DiffAEConfig:
             raise ConfigError(f"net_beatgans_attn_head must be 1 (single head), got {self.net_beatgans_attn_head!r}")
         if self.beta_scheduler != "linear":
             raise ConfigError(f"beta_scheduler {self.beta_scheduler!r} is not supported; valid: 'linear'")
+        if self.attention not in ATTENTION_MODES:
+            raise ConfigError(
+                f"model.DiffAE.attention must be one of {', '.join(ATTENTION_MODES)}, got {self.attention!r}"
+            )
         if not 0.0 <= self.ema_decay <= 1.0:
             raise ConfigError(f"ema_decay must be in [0, 1], got {self.ema_decay!r}")
         self._validate_spatial()

@@ -38,6 +38,7 @@ class UNetSpec:
     cond_channels: int | None = None
     dropout: float = 0.0
     use_zero_module: bool = True
+    attention_mode: str = "sdpa"
 
     def resblock(self, ch: int, out_ch: int, **kwargs) -> ResBlock:
         """A ResBlock with this trunk's shared settings."""
@@ -57,7 +58,9 @@ class UNetSpec:
 
     def attention(self, ch: int) -> AttentionBlock:
         """A single-head AttentionBlock."""
-        return AttentionBlock(ch, group_limit=self.group_limit, use_zero_module=self.use_zero_module)
+        return AttentionBlock(
+            ch, group_limit=self.group_limit, use_zero_module=self.use_zero_module, mode=self.attention_mode
+        )
 
 
 def _encoder_level(
@@ -240,6 +243,7 @@ def build_diffae_net(cfg: DiffAEConfig) -> BeatGANsAutoencUNet:
         group_limit=cfg.group_norm_limit,
         keep_depth=cfg.keep_depth,
         use_zero_module=cfg.net_beatgans_resnet_use_zero_module,
+        attention_mode=cfg.attention,
     )
     spec = UNetSpec(
         **common,
@@ -258,4 +262,13 @@ def build_diffae_net(cfg: DiffAEConfig) -> BeatGANsAutoencUNet:
         attention_resolutions=tuple(cfg.net_enc_attn or cfg.net_attn),
         use_condition=False,
     )
-    return BeatGANsAutoencUNet(spec, encoder_spec, cfg.out_channels, cfg.style_ch)
+    net = BeatGANsAutoencUNet(spec, encoder_spec, cfg.out_channels, cfg.style_ch)
+    set_grad_checkpoint(net, cfg.grad_checkpoint)
+    return net
+
+
+def set_grad_checkpoint(net: nn.Module, enabled: bool) -> None:
+    """Activation checkpointing of every res and attention block of ``net`` (training only; no state-dict change)."""
+    for module in net.modules():
+        if isinstance(module, (ResBlock, AttentionBlock)):
+            module.grad_checkpoint = bool(enabled)
