@@ -18,6 +18,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from Engineering.data.store import Location, ZarrStore, open_store
 from Engineering.errors import DataError
 
 log = logging.getLogger("imlatent.data")
@@ -59,15 +60,10 @@ class Expectation:
 CONTRACT = Expectation()  # the file contract alone, whatever a run would do
 
 
-def open_h5_file(h5_path: Path, **kwargs: Any) -> h5py.File:
-    """``h5py.File(h5_path, "r")``; a missing, empty, truncated or non-HDF5 file is a one-line DataError."""
-    try:
-        return h5py.File(h5_path, "r", **kwargs)
-    except (OSError, ValueError) as err:
-        reason = " ".join(str(err).split()) or type(err).__name__
-        raise DataError(
-            f"data file {h5_path} cannot be opened as HDF5 ({reason}); expected a complete HDF5 file"
-        ) from None
+def open_h5_file(h5_path: Location, **kwargs: Any) -> h5py.File | ZarrStore:
+    """The data read-only: ``h5py.File(h5_path, "r")``, or the Zarr store of a ``*.zarr`` location; a missing,
+    empty, truncated or foreign file is a one-line DataError."""
+    return open_store(h5_path, **kwargs)
 
 
 def _finding(error: bool, check: str, h5: Path | str, key: str, text: str) -> Finding:
@@ -240,7 +236,7 @@ def minmax_presence_findings(
 
 
 def check_selected(
-    h5_path: Path, keys: Iterable[str], expect: Expectation, f: h5py.File | None = None
+    h5_path: Location, keys: Iterable[str], expect: Expectation, f: h5py.File | None = None
 ) -> list[Finding]:
     """The per-series checks over the selected series ``keys`` (each once) and the min/max presence check."""
     handle = f if f is not None else open_h5_file(h5_path)

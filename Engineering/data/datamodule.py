@@ -23,6 +23,7 @@ from Engineering.data.folds import Fold, read_folds
 from Engineering.data.h5dataset import H5SeriesDataset, list_patients
 from Engineering.data.options import DatasetOptions
 from Engineering.data.samplers import unrepeated_test_sampler
+from Engineering.data.store import as_location, join_location
 from Engineering.errors import ConfigError
 from Engineering.transforms import Compose, TransformOptions, build_transforms, parse_shape
 from Engineering.transforms.spatial import describe_fit
@@ -110,7 +111,7 @@ class H5DataModule(L.LightningDataModule):
         save_recon_subs: str = "",
     ) -> None:
         super().__init__()
-        self.h5_path = Path(h5_path)
+        self.h5_path = as_location(h5_path)
         self.fold = fold
         self.dataset_options = dataset_options
         self.transform_options = transform_options
@@ -165,7 +166,7 @@ class H5DataModule(L.LightningDataModule):
             else None
         )
         return cls(
-            datadir / str(getattr(hparams, "datafile", None) or "data.h5"),
+            join_location(datadir, str(getattr(hparams, "datafile", None) or "data.h5")),
             fold,
             options,
             transform_options,

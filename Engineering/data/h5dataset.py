@@ -36,6 +36,7 @@ from Engineering.data.checks import (
 from Engineering.data.index import Entry, build_index
 from Engineering.data.options import DatasetOptions
 from Engineering.data.sidecars import SideTables, load_side_tables
+from Engineering.data.store import Location, ZarrStore, as_location, is_zarr, location_exists
 from Engineering.errors import DataError
 
 log = logging.getLogger("imlatent.data")
@@ -44,13 +45,13 @@ MASK_FILE = "meta_mask.h5"
 IN_FILE_MASKS = ("meta_mask_0", "meta_mask")
 
 
-def open_h5(path: Path) -> h5py.File:
-    """Open an HDF5 file read-only the way the pipeline reads it (``libver='latest', swmr=True``)."""
+def open_h5(path: Location) -> h5py.File | ZarrStore:
+    """Open the data read-only the way the pipeline reads it (HDF5: ``libver='latest', swmr=True``; or Zarr)."""
     return open_h5_file(path, libver="latest", swmr=True)
 
 
-def list_patients(h5_path: Path) -> list[str]:
-    """All top-level group names of the file, in h5py order."""
+def list_patients(h5_path: Location) -> list[str]:
+    """All top-level group names of the file (or Zarr store), in h5py order."""
     with open_h5_file(h5_path) as f:
         return list(f.keys())
 
@@ -81,9 +82,11 @@ class H5SeriesDataset(Dataset):
         use_cache: bool = True,
         expect: Expectation | None = None,
     ) -> None:
-        self.h5_path = Path(h5_path)
-        if not self.h5_path.is_file():
-            raise DataError(f"data file {self.h5_path} does not exist; expected an HDF5 file (datadir/datafile)")
+        self.h5_path = as_location(h5_path)
+        if not location_exists(self.h5_path):
+            raise DataError(
+                f"data file {self.h5_path} does not exist; expected an HDF5 file or a .zarr store (datadir/datafile)"
+            )
         self.options = options
         self.transform = transform
         self.split = split
@@ -132,14 +135,14 @@ class H5SeriesDataset(Dataset):
 
     def _find_mask_source(self) -> str:
         group = self.entries[0][0].rsplit("/", 1)[0]
-        with h5py.File(self.h5_path, "r") as f:
+        with open_h5_file(self.h5_path) as f:
             if any(name in f[group] for name in IN_FILE_MASKS):
                 return "infile"
-        if (self.h5_path.parent / MASK_FILE).is_file():
+        if isinstance(self.h5_path, Path) and not is_zarr(self.h5_path) and (self.h5_path.parent / MASK_FILE).is_file():
             return "sidecar"
         raise DataError(
             f"DS_data_mask_mode={self.options.data_mask_mode} needs a mask: neither meta_mask_0/meta_mask in group "
-            f"{group} of {self.h5_path} nor {MASK_FILE} beside it"
+            f"{group} of {self.h5_path} nor (for an HDF5 file) {MASK_FILE} beside it"
         )
 
     def __len__(self) -> int:
@@ -155,7 +158,8 @@ class H5SeriesDataset(Dataset):
         pid = os.getpid()
         if self._file is None or self._pid != pid:
             self._file = open_h5(self.h5_path)
-            self._mask_file = open_h5(self.h5_path.parent / MASK_FILE) if self.mask_source == "sidecar" else None
+            sidecar = Path(self.h5_path).parent / MASK_FILE  # only ever "sidecar" for a local HDF5 file
+            self._mask_file = open_h5(sidecar) if self.mask_source == "sidecar" else None
             self._pid = pid
             self._series = {}
         return self._file, self._mask_file

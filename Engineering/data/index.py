@@ -14,8 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import h5py
-
 from Engineering.data.checks import (
     Finding,
     depth_finding,
@@ -25,6 +23,7 @@ from Engineering.data.checks import (
     shape_finding,
 )
 from Engineering.data.options import DEFAULT_CHANNEL_DIM, DEFAULT_SLICE_DIM, DatasetOptions
+from Engineering.data.store import Location, is_array, is_group, is_zarr, walk
 from Engineering.errors import DataError
 from Engineering.fileio import atomic_write_text
 
@@ -94,24 +93,18 @@ class _Scan:
     findings: list[Finding] = field(default_factory=list)
 
 
-def _visit_patient(h5_path: Path, f: h5py.File, pid: str, opts: DatasetOptions, scan: _Scan) -> list[Entry]:
+def _visit_patient(h5_path: Location, f: Any, pid: str, opts: DatasetOptions, scan: _Scan) -> list[Entry]:
     entries: list[Entry] = []
-    found: list[tuple[str, Any]] = []
-    root = f[pid]
-    if isinstance(root, h5py.Dataset):
-        found.append((pid, root))
-    else:
-        root.visititems(lambda rel, obj: found.append((f"{pid}/{rel}", obj)))
-    for path, obj in found:
+    for path, obj in walk(f, pid):
         name = path.rsplit("/", 1)[-1]
         depth = path.count("/") + 1
         if not is_candidate(name):
             continue
-        if isinstance(obj, h5py.Group):  # the original dropped it without a word
+        if is_group(obj):  # the original dropped it without a word
             if depth == SAMPLE_DEPTH and select_series(name, opts, set()):
                 scan.findings.append(group_finding(h5_path, path))
             continue
-        if not isinstance(obj, h5py.Dataset):
+        if not is_array(obj):
             continue
         if depth != SAMPLE_DEPTH:
             raise DataError(depth_finding(h5_path, path, depth).message)
@@ -127,10 +120,9 @@ def _visit_patient(h5_path: Path, f: h5py.File, pid: str, opts: DatasetOptions, 
     return entries
 
 
-def _file_matches(f: h5py.File, entries: list[str]) -> tuple[dict[str, tuple[int, int]], set[str]]:
+def _file_matches(f: Any, entries: list[str]) -> tuple[dict[str, tuple[int, int]], set[str]]:
     """Over the whole file: per selection entry, (series, patients) it matches; and every series name."""
-    series: list[str] = []
-    f.visititems(lambda path, obj: series.append(path) if isinstance(obj, h5py.Dataset) else None)
+    series = [path for key in f.keys() for path, obj in walk(f, key) if is_array(obj)]
     names = {p.rsplit("/", 1)[-1] for p in series if p.count("/") + 1 == SAMPLE_DEPTH}
     counts: dict[str, tuple[int, int]] = {}
     for entry in entries:
@@ -140,7 +132,7 @@ def _file_matches(f: h5py.File, entries: list[str]) -> tuple[dict[str, tuple[int
 
 
 def _check_selection_matched(
-    h5_path: Path, f: h5py.File, opts: DatasetOptions, scan: _Scan, split: str, n_patients: int
+    h5_path: Location, f: Any, opts: DatasetOptions, scan: _Scan, split: str, n_patients: int
 ) -> None:
     """A selection entry that matches nothing in the whole file is an error; one that a split lacks, a warning.
 
@@ -172,7 +164,7 @@ def _check_selection_matched(
 
 
 def scan_file(
-    h5_path: Path,
+    h5_path: Location,
     patient_ids: Sequence[str],
     opts: DatasetOptions,
     split: str = "all",
@@ -262,7 +254,7 @@ def save_cache(path: Path, entries: list[Entry]) -> None:
 
 
 def build_index(
-    h5_path: Path,
+    h5_path: Location,
     patient_ids: Sequence[str],
     opts: DatasetOptions,
     use_cache: bool = True,
@@ -272,9 +264,10 @@ def build_index(
     """Load the sample index from the cache or scan the file (and cache the result).
 
     ``check(entries)`` runs on every call, cached or not, and before a new cache is written: an index that fails it
-    is not cached.
+    is not cached. A Zarr store is always scanned (metadata only): it has no single file to key a cache on.
     """
-    path = cache_path(h5_path, search_criteria(h5_path, patient_ids, opts), opts) if use_cache else None
+    cached = use_cache and not is_zarr(h5_path)
+    path = cache_path(Path(h5_path), search_criteria(Path(h5_path), patient_ids, opts), opts) if cached else None
     entries = load_cache(path) if path is not None else None
     fresh = entries is None
     if entries is None:

@@ -234,10 +234,10 @@ def run_selection(script: str, argv: Sequence[str]) -> RunSelection:
     hp = rc.hparams
     dm = H5DataModule.from_hparams(hp, rc.config, merge_train_val=False)
     if dm.fold is None:
-        return RunSelection(dm.h5_path, dm.dataset_options, dm.expectation, {"all": None}, None)
+        return RunSelection(Path(dm.h5_path), dm.dataset_options, dm.expectation, {"all": None}, None)
     splits: dict[str, list[str] | None] = {s: dm.split_ids(s) for s in SPLITS}
     fold_csv = Path(str(hp.datadir)) / str(hp.foldCSV)  # where from_hparams read the fold
-    return RunSelection(dm.h5_path, dm.dataset_options, dm.expectation, splits, fold_csv)
+    return RunSelection(Path(dm.h5_path), dm.dataset_options, dm.expectation, splits, fold_csv)
 
 
 def validate(
