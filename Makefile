@@ -13,6 +13,9 @@ $(BIN)/.installed: pyproject.toml
 	@# Install torch before the project so that pip keeps this build instead of pulling a CUDA one.
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q $(TORCH_CPU)
 	$(BIN)/python -m pip install -q -e ".[dev,parquet,explore]"
+	@# lpips for the LPIPS tests, without its torchvision dependency: PyPI's torchvision pins a CUDA torch, and the
+	@# tests use lpips's own code and weights with a stand-in for the torchvision AlexNet constructor.
+	$(BIN)/python -m pip install -q --no-deps "lpips>=0.1.4"
 	@touch $@
 
 venv: $(BIN)/.installed

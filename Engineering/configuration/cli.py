@@ -318,6 +318,12 @@ OPTIONS: tuple[Option, ...] = (
     ),
     _o("--ploss_level", kind=int, default=math.inf, help="Perceptual-loss depth; inf = all levels."),
     _o("--ploss_type", kind=str, default="L1", help="Perceptual-loss distance."),
+    _o(
+        "--ploss_weights",
+        kind=str,
+        default="",
+        help="Weights file of the --lossID -1 network (default: the original's pretrained_weights_1ch/ file).",
+    ),
     _o("--grad_clip_algo", kind=str, default="norm", help="Gradient clipping: norm or value; blank disables it."),
     _o("--grad_clip_val", kind=float, default=1, help="Gradient clipping value (used if the algorithm is set)."),
     _o("--lr_decay_type", kind=int, default=0, help="0 none; 1 StepLR; 2 ReduceLROnPlateau (config training.LRDecay)."),

@@ -18,7 +18,7 @@ from Engineering.engines.base import BaseEngine, build_lr_scheduler, build_optim
 from Engineering.engines.recon_build import EXTRA_PREDICTIONS, batch_extras, build_station
 from Engineering.errors import ConfigError
 from Engineering.outputs.collector import InferenceResult
-from Engineering.science.losses import build_engine_loss
+from Engineering.science.losses import PERCEPTUAL_LOSSES, build_engine_loss
 
 if TYPE_CHECKING:
     from Engineering.warp_drives.pythae.station import PythaeStation
@@ -58,12 +58,21 @@ class ReconEngine(BaseEngine):
     def __init__(self, hparams: Mapping[str, Any], config: Mapping[str, Any]) -> None:
         super().__init__(hparams, config)
         model_id = int(self.hp.get("modelID", 0))
-        # lossID is validated for every model; only the Identity model uses it (the pythae models have their own)
-        self.loss_fn = build_engine_loss(int(self.hp.get("lossID", 0)))
+        loss_id = int(self.hp.get("lossID", 0))
+        # lossID is validated for every model; only the Identity model uses the engine loss. pythae models take the
+        # perceptual ones (-1, -2) through reconstruction_loss "custom", built once inside the station.
+        perceptual_pythae = model_id == 0 and loss_id in PERCEPTUAL_LOSSES
+        self.loss_fn = nn.L1Loss() if perceptual_pythae else build_engine_loss(loss_id, self.hp)
         if model_id == -1:
             self.net: nn.Module = IdentityAE()
         elif model_id == 0:
             self.net = build_station(self.hp, self.config)
+            if perceptual_pythae and self.net.resolved.reconstruction_loss != "custom":
+                raise ConfigError(
+                    f"--lossID {loss_id} ({PERCEPTUAL_LOSSES[loss_id]}) reaches a pythae model only as its "
+                    f"reconstruction loss: add --model§pythae§reconstruction_loss custom (custom_factor_vae, "
+                    f"custom_complex_factor_vae), got {self.net.resolved.reconstruction_loss!r}"
+                )
             if self.automatic_optimization and not self.net.supports_automatic_optimisation:
                 groups = self.net.optimiser_groups()
                 raise ConfigError(

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from Engineering.errors import ConfigError
+from Engineering.science.losses import PERCEPTUAL_LOSSES, perceptual_loss_spec
 from Engineering.transforms import parse_shape
 from Engineering.warp_drives.pythae.station import WRAPPER_MODES, PythaeStation
 
@@ -30,13 +31,18 @@ def build_station(hp: Mapping[str, Any], config: Mapping[str, Any]) -> PythaeSta
             + ", ".join(f"{k} ({v})" for k, v in WRAPPER_MODES.items())
         )
     counts = {k: int(hp[k]) for k in COUNT_KEYS if hp.get(k) is not None}
+    pythae_cfg = dict(model_cfg.get("pythae") or {})
+    loss_id = int(hp.get("lossID", 0))
+    if loss_id in PERCEPTUAL_LOSSES:  # as the original: the perceptual loss becomes the custom reconstruction loss
+        path, params = perceptual_loss_spec(loss_id, hp)
+        pythae_cfg.update(custom_loss_class=path, custom_loss_params=params)
     return PythaeStation.from_options(
         str(hp.get("pythae_model", "factor_vae")),
         parse_shape(hp.get("input_shape", "56,128,128")),
         int(hp.get("in_channels", 1)),
         bool(int(hp.get("is3D", 1))),
         int(latent) if latent is not None else None,
-        model_cfg.get("pythae") or {},
+        pythae_cfg,
         str(hp.get("pythae_config", "") or ""),
         counts=counts,
         wrapper_mode=wrapper,

@@ -64,6 +64,7 @@ EXPECTED = {
     "ploss_model": (str, "med1ch3D.UNetMSSDS6", "med1ch3D.UNetMSSDS6", "med1ch3D.UNetMSSDS6"),
     "ploss_level": (int, math.inf, math.inf, math.inf),
     "ploss_type": (str, "L1", "L1", "L1"),
+    "ploss_weights": (str, "", "", ""),  # not in the original: where the --lossID -1 weights are
     "grad_clip_algo": (str, "norm", "norm", "norm"),
     "grad_clip_val": (float, 1, 1, 1),
     "lr_decay_type": (int, 0, 0, 0),

@@ -55,11 +55,14 @@ def test_ms_ssim_needs_large_inputs_and_is_one_on_identity() -> None:
     assert torch.isclose(ms_ssim(x, x), torch.tensor(1.0), atol=1e-5)
 
 
-def test_engine_loss_ids() -> None:
+def test_engine_loss_ids(tmp_path, monkeypatch) -> None:
     assert isinstance(build_engine_loss(0), nn.L1Loss) and isinstance(build_engine_loss(2), nn.SmoothL1Loss)
-    with pytest.raises(ConfigError, match=r"--lossID -2 \(LPIPS\) is not available"):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # an empty torch cache: no LPIPS trunk weights
+    with pytest.raises(ConfigError, match=r"--lossID -2 \(LPIPS, trunk alex\) needs torchvision's"):
         build_engine_loss(-2)
-    with pytest.raises(ConfigError, match="--lossID 5 is unknown; valid: 0 L1, 1 MSE, 2 SmoothL1, 3 MS-SSIM, 4 SSIM"):
+    with pytest.raises(ConfigError, match=r"--lossID -1 needs the weights .* --ploss_weights PATH"):
+        build_engine_loss(-1, {"ploss_weights": str(tmp_path / "none.pth")})
+    with pytest.raises(ConfigError, match="--lossID 5 is unknown; valid: -1 perceptual loss, -2 LPIPS, 0 L1, 1 MSE"):
         build_engine_loss(5)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -14,7 +15,7 @@ from Engineering.errors import ConfigError
 from Engineering.science.losses.recon_losses import ChannelVarWeightedLoss, MaskedReconLoss
 from Engineering.science.losses.ssim import MSSSIMLoss, SSIMLoss, ms_ssim, ssim
 
-#: lossID -> (name, factory); -1/-2 (perceptual, LPIPS) need external weights and are not available here.
+#: lossID -> (name, factory); -1/-2 (perceptual, LPIPS) are built from the ploss_* options (perceptual_loss_spec)
 ENGINE_LOSSES: dict[int, tuple[str, type[nn.Module]]] = {
     0: ("L1", nn.L1Loss),
     1: ("MSE", nn.MSELoss),
@@ -22,7 +23,9 @@ ENGINE_LOSSES: dict[int, tuple[str, type[nn.Module]]] = {
     3: ("MS-SSIM", MSSSIMLoss),
     4: ("SSIM", SSIMLoss),
 }
-UNAVAILABLE_LOSSES = {-1: "perceptual loss", -2: "LPIPS"}
+PERCEPTUAL_LOSSES = {-1: "perceptual loss", -2: "LPIPS"}
+#: --ploss_model's default (the in-house 3-D network); for LPIPS it means "not chosen", i.e. LPIPS's own alex trunk
+DEFAULT_PLOSS_MODEL = "med1ch3D.UNetMSSDS6"
 
 #: the original's dotted class paths -> ours (custom_loss_class in the YAML)
 CUSTOM_LOSS_CLASSES: dict[str, type[nn.Module]] = {
@@ -35,16 +38,36 @@ CUSTOM_LOSS_CLASSES: dict[str, type[nn.Module]] = {
 
 
 def _choices() -> str:
-    return ", ".join(f"{k} {name}" for k, (name, _) in ENGINE_LOSSES.items())
+    perceptual = [f"{k} {name}" for k, name in PERCEPTUAL_LOSSES.items()]
+    return ", ".join(perceptual + [f"{k} {name}" for k, (name, _) in ENGINE_LOSSES.items()])
 
 
-def build_engine_loss(loss_id: int) -> nn.Module:
-    """The engine-level reconstruction loss of ``--lossID`` (pythae.md §6.4); SSIM losses are 1 − similarity."""
-    if loss_id in UNAVAILABLE_LOSSES:
-        raise ConfigError(
-            f"--lossID {loss_id} ({UNAVAILABLE_LOSSES[loss_id]}) is not available in this implementation; "
-            f"valid: {_choices()}"
-        )
+def perceptual_loss_spec(loss_id: int, hp: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(class path, keyword arguments) of the ``--lossID`` -1/-2 loss from the ``ploss_*``, ``is3D`` and
+    ``out_channels`` options, as the original passed them to its custom-loss hook (pythae.md §6.3)."""
+    n_dim = 3 if int(hp.get("is3D", 1)) else 2
+    model = str(hp.get("ploss_model") or DEFAULT_PLOSS_MODEL)
+    if loss_id == -1:
+        return "Engineering.science.losses.perceptual.PerceptualLoss", {
+            "loss_model": model,
+            "n_level": hp.get("ploss_level", math.inf),
+            "loss_type": str(hp.get("ploss_type", "L1")),
+            "n_channels": int(hp.get("out_channels", 1)),
+            "n_dim": n_dim,
+            "weights_path": hp.get("ploss_weights") or None,
+        }
+    net = "alex" if model == DEFAULT_PLOSS_MODEL else model
+    return "Engineering.science.losses.perceptual.LPIPSLoss", {"net": net, "n_dim": n_dim}
+
+
+def build_engine_loss(loss_id: int, hp: Mapping[str, Any] | None = None) -> nn.Module:
+    """The engine-level reconstruction loss of ``--lossID`` (pythae.md §6.4); SSIM losses are 1 − similarity.
+
+    ``hp`` carries the ``ploss_*`` options of the perceptual losses (-1, -2).
+    """
+    if loss_id in PERCEPTUAL_LOSSES:
+        path, kwargs = perceptual_loss_spec(loss_id, hp or {})
+        return build_custom_loss(path, kwargs)
     if loss_id not in ENGINE_LOSSES:
         raise ConfigError(f"--lossID {loss_id} is unknown; valid: {_choices()}")
     return ENGINE_LOSSES[loss_id][1]()
@@ -99,6 +122,7 @@ def build_custom_loss(path: str, params: Any) -> nn.Module:
 
 __all__ = [
     "ENGINE_LOSSES",
+    "PERCEPTUAL_LOSSES",
     "ChannelVarWeightedLoss",
     "MSSSIMLoss",
     "MaskedReconLoss",
@@ -107,6 +131,7 @@ __all__ = [
     "build_engine_loss",
     "ms_ssim",
     "parse_loss_params",
+    "perceptual_loss_spec",
     "resolve_custom_loss_class",
     "ssim",
 ]
