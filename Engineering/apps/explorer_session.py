@@ -200,7 +200,7 @@ class Explorer:
 
     def data_file(self) -> Path:
         """The HDF5 file the run's subjects are read from."""
-        return H5DataModule.from_hparams(self.run.hparams, self.run.config, merge_train_val=False).h5_path
+        return Path(H5DataModule.from_hparams(self.run.hparams, self.run.config, merge_train_val=False).h5_path)
 
     def data_file_name(self) -> str:
         """The name of the run's data file, for labels ("no data file" when the run names none)."""

@@ -30,6 +30,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from Engineering.errors import ConfigError
+from Engineering.pickle_policy import load_pickle
 from Engineering.science.losses.ssim import MSSSIMLoss, SSIMLoss
 
 #: --ploss_model -> (spatial dims, maximum levels, default weights path of the original)
@@ -104,12 +105,7 @@ def _load_weights(net: nn.Module, path: Path, what: str, file_key: Callable[[str
 
     ``file_key`` maps a key of ``net`` to its name in the file.
     """
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - unpickling raises many types; the message names the file
-        raise ConfigError(
-            f"{what} weights {path} cannot be read as a weights-only torch file ({type(err).__name__})"
-        ) from None
+    state = load_pickle(path, what=f"{what} weights")  # weights only (the pickle policy)
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
