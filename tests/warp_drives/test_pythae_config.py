@@ -78,12 +78,20 @@ def test_values_are_validated() -> None:
 
 
 @pytest.mark.parametrize("name", ["factor_vae", "vae", "rhvae", "aae"])
-def test_l1_is_rejected_by_pythae_models(name: str) -> None:
-    """DEFECT-2 fix: fail at construction instead of an unbound recon_loss at the first step."""
+def test_l1_falls_back_to_mse_on_pythae_models(name: str, caplog: pytest.LogCaptureFixture) -> None:
+    """DEFECT-2 fix: the YAML's l1 trains built-in models with mse and says so (the original crashed)."""
+    with caplog.at_level("WARNING", logger="imlatent.pythae"):
+        r = resolve(name, reconstruction_loss="l1")
+    assert r.reconstruction_loss == "mse" and r.config.reconstruction_loss == "mse"
+    assert f"'l1' (the YAML's) is not supported by {name}; using 'mse'" in caplog.text
+
+
+@pytest.mark.parametrize("name", ["factor_vae", "vae"])
+def test_other_unsupported_losses_are_refused(name: str) -> None:
     with pytest.raises(
-        ConfigError, match=f"reconstruction_loss='l1' is not supported by {name}; valid values: mse, bce"
+        ConfigError, match=f"reconstruction_loss='ssim' is not supported by {name}; valid values: mse, bce"
     ):
-        resolve(name, reconstruction_loss="l1")
+        resolve(name, reconstruction_loss="ssim")
 
 
 @pytest.mark.parametrize("name", ["ae", "wae", "rae_gp", "rae_l2", "vqvae", "vaegan", "msssim_vae"])
@@ -99,9 +107,8 @@ def test_reconstruction_loss_precedence() -> None:
 
 
 def test_pythae_config_path() -> None:
-    """DEFECT-6: the repo's gamma JSONs load (leniently); built-in factor_vae then rejects their l1 clearly."""
-    with pytest.raises(ConfigError, match="reconstruction_loss='l1' is not supported by factor_vae.*custom_factor_vae"):
-        resolve("factor_vae", pythae_config="factor_vae_config_gammaHalf.json")
+    """DEFECT-6: the repo's gamma JSONs load (leniently); built-in factor_vae then trains their l1 as mse."""
+    assert resolve("factor_vae", pythae_config="factor_vae_config_gammaHalf.json").reconstruction_loss == "mse"
     r = resolve("factor_vae", -1, "factor_vae_config_gammaQuarter.json", reconstruction_loss="mse")
     assert r.config.gamma == 0.25 and r.latent_dim == 128
     with pytest.raises(ConfigError, match="--pythae_config 'nope.json': no such file"):

@@ -6,7 +6,7 @@ Order (same as the original): JSON file (``--pythae_config`` relative to :data:`
 original, all deliberate: override keys the config does not have are a :class:`ConfigError` (they were silently
 ignored), values are validated by the config class (attribute assignment skipped validation), ``input_dim`` is
 ``(C, *spatial)`` (DEFECT-4), JSON files are loaded leniently for ``reconstruction_loss`` (DEFECT-6) and the
-loss is checked against what the model supports (DEFECT-2/3).
+loss is checked against what the model supports (DEFECT-2/3; ``l1`` falls back to ``mse`` on built-in models).
 """
 
 from __future__ import annotations
@@ -46,6 +46,8 @@ FIELD_ALIASES = {"lambda_phenotype_loss": "lambda_pheno_loss"}
 PHENOTYPE_COUNTS = ("n_phenotypes",)
 CONFOUNDER_COUNTS = ("n_confounders", "n_confounders_bincat", "n_confounders_mulcat", "n_confounders_cont")
 CUSTOM_LOSSES = ("custom", "custom_masked")
+#: the shipped YAML's loss; built-in pythae models, which lack it, fall back to their default loss.
+L1_FALLBACK_FROM = "l1"
 #: config fields the station owns; overriding them is an error.
 PROTECTED_FIELDS = (
     "input_dim",
@@ -155,7 +157,10 @@ def check_reconstruction_loss(spec: ModelSpec, value: Any) -> str | None:
     """Return the loss in effect for ``spec`` or raise :class:`ConfigError` naming the valid values.
 
     Built-in pythae losses only branch on ``mse``/``bce``; the original crashed on ``l1`` at the first step
-    (DEFECT-2). Models that compute their own reconstruction term ignore the setting, as in the original.
+    (DEFECT-2). ``l1`` is the shipped YAML's value, so refusing it would make the default command
+    (``factor_vae`` + the YAML) fail: such models train with their own default (``mse``) and say so in one
+    line. Any other unsupported value is refused. Models that compute their own reconstruction term ignore
+    the setting, as in the original.
     """
     if spec.recon_losses is None:
         if value not in (None, ""):
@@ -163,11 +168,19 @@ def check_reconstruction_loss(spec: ModelSpec, value: Any) -> str | None:
         return None
     if value in (None, ""):
         return spec.recon_losses[0]
+    if value == L1_FALLBACK_FROM and value not in spec.recon_losses and not spec.is_custom:
+        log.warning(
+            "reconstruction_loss 'l1' (the YAML's) is not supported by %s; using %r (it accepts %s). "
+            "For an L1 FactorVAE use --pythae_model custom_factor_vae",
+            spec.display_name,
+            spec.recon_losses[0],
+            ", ".join(spec.recon_losses),
+        )
+        return spec.recon_losses[0]
     if value not in spec.recon_losses:
-        hint = " (l1 is available in custom_factor_vae)" if spec.key == "factor_vae" and value == "l1" else ""
         raise ConfigError(
             f"reconstruction_loss={value!r} is not supported by {spec.display_name}; "
-            f"valid values: {', '.join(spec.recon_losses)}{hint}"
+            f"valid values: {', '.join(spec.recon_losses)}"
         )
     return str(value)
 
