@@ -14,6 +14,7 @@ import copy
 import logging
 import resource
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -26,13 +27,14 @@ from lightning.pytorch.tuner import Tuner
 from Engineering.configuration import make_run_name, resolve_run, run_paths, save_resolved, system_resources
 from Engineering.configuration.resolve import explicit_options, resolved_document
 from Engineering.engines.base import BaseEngine, plain_hparams
+from Engineering.engines.console import closing_summary, console_logging, log_model_summary
 from Engineering.engines.run_folder import RunFolder
 from Engineering.engines.run_plan import TestWeights, plan_of
 from Engineering.engines.stored_config import StoreRunConfig, check_checkpoint_fits
 from Engineering.engines.strategies import check_run_settings, compile_network, global_rank
 from Engineering.engines.tasks import TASKS, build_engine, task_of, task_of_script
 from Engineering.engines.trainer_setup import build_callbacks, build_loggers, trainer_kwargs
-from Engineering.errors import CheckpointError, ConfigError, OutputError
+from Engineering.errors import CheckpointError, ConfigError, OutputError, debug_requested
 from Engineering.hub import TrustedFiles, load_into, load_pretrained_weights, load_weights_into
 from Engineering.hub.checkpoints import is_deepspeed_checkpoint, select_checkpoint
 from Engineering.outputs.collector import TestOutputs
@@ -46,6 +48,9 @@ class Runner:
     """One invocation of an executor: resolved config -> task and run plan -> data, engine, Trainer -> fit/test."""
 
     def __init__(self, script: str, argv: Sequence[str]) -> None:
+        self.started = time.monotonic()
+        self.metrics: dict[str, Any] = {}  # key metrics of this invocation, for the closing summary
+        self.best_ckpt = ""
         pl.seed_everything(1701, workers=True, verbose=False)  # faithful: before anything else (shell.md §0)
         self.rc = resolve_run(script, list(argv))  # a test or resume starts from the run's stored configuration
         hp = self.rc.hparams
@@ -100,7 +105,16 @@ class Runner:
         """Fit and/or test as the plan says; the run folder is released at the end (and cleaned after a failure)."""
         with self.folder.guard():
             self._engage()
+            if self.rank == 0:
+                for line in self.summary():
+                    log.info(line)
         self.folder.close()
+
+    def summary(self) -> list[str]:
+        """The closing lines: run folder, best checkpoint, published outputs, key metrics, elapsed time."""
+        outputs = [self.paths.output] if self.plan.test is not TestWeights.NONE and self.paths.output.exists() else []
+        best = self.best_ckpt if self.plan.fit else ""
+        return closing_summary(self.paths.run_dir, outputs, self.metrics, self.started, best)
 
     def _engage(self) -> None:
         engine = self.model
@@ -121,7 +135,11 @@ class Runner:
         # Lightning reads the checkpoint itself: weights-only unless the user vouches for it (a DeepSpeed folder is
         # read by DeepSpeed, after select_checkpoint checked that its shards name nothing beyond DeepSpeed's values)
         weights_only = ckpt is None or not self.trust.covers(ckpt)
+        if self.rank == 0:
+            log_model_summary(engine)
         trainer.fit(engine, datamodule=self.dm, ckpt_path=str(ckpt) if ckpt else None, weights_only=weights_only)
+        self.best_ckpt = _best_checkpoint(trainer)
+        self.metrics.update(_key_metrics(trainer, ("val_loss", "train_loss")))
 
     def test(self, trainer: pl.Trainer, engine: BaseEngine) -> None:
         """Test into a staging folder that rank 0 publishes as ``Output*/`` once every file is written."""
@@ -140,9 +158,10 @@ class Runner:
         if load is not None:
             load_weights_into(engine, load, self.trust)
         try:
-            trainer.test(engine, datamodule=self.dm)
+            trainer.test(engine, datamodule=self.dm, verbose=False)  # the metrics end the closing summary
         except OutputError as err:  # name the published files, not the staging folder
             raise (self.outset.rename_error(err) if self.outset else err) from err
+        self.metrics.update(_key_metrics(trainer, ("test_",)))
         if self.outset is not None:
             log.info("Test outputs published to %s", self.outset.publish(engine.provenance))
 
@@ -309,6 +328,13 @@ def _batches_per_rank(loader: Any, ranks: int) -> int:
     return per_rank // batch if loader.drop_last else -(-per_rank // batch)
 
 
+def _key_metrics(trainer: pl.Trainer, prefixes: tuple[str, ...]) -> dict[str, Any]:
+    """The logged epoch metrics whose names start with one of ``prefixes`` (step-level duplicates left out)."""
+    found = dict(trainer.callback_metrics)
+    duplicate = {k for k in found if k.endswith(("_step", "_epoch")) and k.rsplit("_", 1)[0] in found}
+    return {k: v for k, v in found.items() if k.startswith(prefixes) and k not in duplicate}
+
+
 def _best_checkpoint(trainer: pl.Trainer) -> str:
     cb = trainer.checkpoint_callback
     return getattr(cb, "best_model_path", "") if cb is not None else ""
@@ -331,16 +357,6 @@ def _apply_resources(hp: Any, resources: Any) -> None:
 
 def main(script: str, argv: Sequence[str]) -> int:
     """Entry point of every executor."""
-    _console_logging()
+    console_logging(debug_requested(argv))
     Runner(script, argv).engage()
     return 0
-
-
-def _console_logging() -> None:
-    root = logging.getLogger("imlatent")
-    if not any(isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler) for h in root.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setLevel(logging.INFO)
-        handler.setFormatter(logging.Formatter("[imlatent] %(levelname)s %(message)s"))
-        root.addHandler(handler)
-    root.setLevel(logging.DEBUG)

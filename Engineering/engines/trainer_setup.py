@@ -115,6 +115,7 @@ def trainer_kwargs(
         "deterministic": not hp.non_deter,
         "logger": loggers if loggers else False,
         "callbacks": callbacks,
+        "enable_model_summary": False,  # the runner writes the summary to CaptainsLog (console: --debug)
     }
     strategy = choose_strategy(hp.training_strategy, int(getattr(hp, "taskID", 0))).build()  # checked by the Runner
     if strategy is not None:
