@@ -56,6 +56,20 @@ INVOCATION_OPTIONS = frozenset(
     }
 )
 
+#: options that describe the machine this command runs on: a run trained with 2 GPUs under DDP is tested on a
+#: laptop with the laptop's defaults unless this command line asks for more
+MACHINE_OPTIONS = frozenset(
+    {
+        "accelerator",
+        "ndevices",
+        "nnodes",
+        "training_strategy",
+        "num_workers",
+        "nbatch_prefetch",
+        "profiler",
+    }
+)
+
 
 def checkpoint_config(path: Path) -> Any | None:
     """The configuration stored in checkpoint ``path`` (read under the pickle policy, weights only), or None if it
@@ -101,12 +115,13 @@ def start_from_stored(
 ) -> ResolvedConfig:
     """``stored`` with this command's explicit options and overrides on top (``current`` is this command resolved).
 
-    Invocation options (:data:`INVOCATION_OPTIONS`) come from this command. An explicit ``--configyml_path`` or
+    Invocation and machine options (:data:`INVOCATION_OPTIONS`, :data:`MACHINE_OPTIONS`) come from this command,
+    given or defaulted. An explicit ``--configyml_path`` or
     ``--datajson_path`` reads that file again instead of using the stored copy.
     """
     base = copy.deepcopy(stored)
     now = current.hparams
-    for name in INVOCATION_OPTIONS:
+    for name in INVOCATION_OPTIONS | MACHINE_OPTIONS:
         if hasattr(now, name):
             setattr(base.hparams, name, getattr(now, name))
     explicit = explicit_options(script, argv)

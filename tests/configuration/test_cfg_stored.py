@@ -44,6 +44,18 @@ def test_explicit_options_and_overrides_win_over_the_stored_ones(run: Path) -> N
     assert rc.hparams.ampmode == "32"  # not given: stored
 
 
+def test_machine_settings_are_this_commands_own(run: Path) -> None:
+    """A run trained under DDP on several devices is tested with this machine's settings, not the stored ones."""
+    stored = run / "resolved_config.yaml"
+    stored.write_text(
+        stored.read_text().replace("ndevices: 0", "ndevices: 2").replace("num_workers: 8", "num_workers: 5")
+    )
+    assert "ndevices: 2" in stored.read_text() and "num_workers: 5" in stored.read_text()
+    assert resolve_run("diffae", ["--resume", "--run_mode", "2", "--run_dir", str(run)]).hparams.ndevices == 0
+    rc = resolve_run("diffae", ["--resume", "--run_mode", "2", "--run_dir", str(run), "--num_workers", "1"])
+    assert (rc.hparams.ndevices, rc.hparams.num_workers) == (0, 1)
+
+
 def test_derived_folder_is_found_or_the_closest_is_suggested(run: Path) -> None:
     base = ["--resume", "--run_mode", "2", "--datajson_path", DEMO_JSON, f"--json§save_path={run.parent}",
             "--trainID", "tiny"]  # fmt: skip
