@@ -187,8 +187,26 @@ def _zero_divisor(ds: h5py.Dataset, vmin: float, vmax: float, norm_type: str) ->
     return f"has max_val=0 but non-zero voxels; expected the series' true maximum ({norm_type} divides by max_val)"
 
 
+def storage_finding(h5: Path | str, key: str, ds: Any) -> Finding | None:
+    """A series must live inside the file: HDF5 external storage and virtual datasets read other files' bytes,
+    which a crafted data file could use to copy any readable local file into recon.h5 and the panels."""
+    if getattr(ds, "external", None):
+        where = ", ".join(str(name) for name, *_ in ds.external)
+        return _finding(
+            True, "storage", h5, key, f"is stored in external file(s) {where}; expected data inside the file"
+        )
+    if getattr(ds, "is_virtual", False):
+        return _finding(
+            True, "storage", h5, key, "is a virtual dataset mapping other files; expected data inside the file"
+        )
+    return None
+
+
 def series_findings(h5: Path | str, key: str, ds: h5py.Dataset, expect: Expectation) -> list[Finding]:
-    """Every per-series check: shape, dtype (and complex vs is_complexDS), min_val/max_val."""
+    """Every per-series check: storage inside the file, shape, dtype (and complex vs is_complexDS), min_val/max_val."""
+    storage = storage_finding(h5, key, ds)
+    if storage is not None:
+        return [storage]
     shape = shape_finding(h5, key, ds.shape)
     if shape is not None:
         return [shape]

@@ -64,6 +64,38 @@ def _shape(*shape: int, dtype: str = "uint16") -> np.ndarray:
     return np.full(shape, 7, dtype=dtype)
 
 
+def _secret(h5: Path) -> Path:
+    """A local file the crafted data file points at: its bytes must never reach a run."""
+    secret = h5.parent / "secret.bin"
+    secret.write_bytes(np.arange(FRAMES * SIZE * SIZE, dtype=np.uint16).tobytes())
+    return secret
+
+
+def _external(h5: Path) -> None:
+    with h5py.File(h5, "a") as f:
+        attrs = dict(f[SERIES].attrs)
+        del f[SERIES]
+        ds = f.create_dataset(
+            SERIES,
+            shape=(1, FRAMES, 1, SIZE, SIZE),
+            dtype="uint16",
+            external=[(str(_secret(h5)), 0, h5py.h5f.UNLIMITED)],
+        )
+        ds.attrs.update(attrs)
+
+
+def _virtual(h5: Path) -> None:
+    other = h5.parent / "other.h5"
+    with h5py.File(other, "w") as o:
+        o["x"] = np.ones((1, FRAMES, 1, SIZE, SIZE), np.uint16)
+    layout = h5py.VirtualLayout(shape=(1, FRAMES, 1, SIZE, SIZE), dtype="uint16")
+    layout[...] = h5py.VirtualSource(str(other), "x", shape=(1, FRAMES, 1, SIZE, SIZE))
+    with h5py.File(h5, "a") as f:
+        attrs = dict(f[SERIES].attrs)
+        del f[SERIES]
+        f.create_virtual_dataset(SERIES, layout).attrs.update(attrs)
+
+
 def _drop_minmax_everywhere(h5: Path) -> None:
     with h5py.File(h5, "a") as f:
         series: list[h5py.Dataset] = []
@@ -127,6 +159,9 @@ CASES = [
         "error",
         ("have min_val/max_val but 1 do not", SERIES),
     ),
+    # a crafted file reading other local files' bytes into the outputs
+    Case("external_storage", _external, "error", (SERIES, "external file(s)", "secret.bin", "expected data inside")),
+    Case("virtual_dataset", _virtual, "error", (SERIES, "is a virtual dataset", "expected data inside the file")),
     Case("bool_dataset", _replace(_shape(1, FRAMES, 1, SIZE, SIZE, dtype="bool")), "warning", (SERIES, "dtype bool")),
     Case("series_as_group", _as_group, "warning", (SERIES, "is a group, not a dataset; it is skipped")),
     Case(
