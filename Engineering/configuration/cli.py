@@ -102,6 +102,13 @@ OPTIONS: tuple[Option, ...] = (
     ),
     _o("--num_workers", kind=int, default=8, help="DataLoader workers for each loader (capped at the CPUs available)."),
     _o(
+        "--num_threads",
+        kind=int,
+        default=0,
+        help="torch intra-op threads; 0 = the cores available to the process (affinity, cgroup quota, "
+        "SLURM_CPUS_PER_TASK) minus the DataLoader workers.",
+    ),
+    _o(
         "--use_concurrent_dataloader",
         kind=BOOL,
         default=False,

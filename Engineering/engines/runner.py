@@ -25,6 +25,7 @@ import torch
 from lightning.pytorch.tuner import Tuner
 
 from Engineering.configuration import make_run_name, resolve_run, run_paths, save_resolved, system_resources
+from Engineering.configuration.cpus import cpu_budget, thread_policy
 from Engineering.configuration.resolve import explicit_options, resolved_document
 from Engineering.engines.base import BaseEngine, plain_hparams
 from Engineering.engines.console import closing_summary, console_logging, log_model_summary
@@ -33,7 +34,12 @@ from Engineering.engines.run_plan import TestWeights, plan_of
 from Engineering.engines.stored_config import StoreRunConfig, check_checkpoint_fits
 from Engineering.engines.strategies import check_run_settings, compile_network, global_rank
 from Engineering.engines.tasks import TASKS, build_engine, task_of, task_of_script
-from Engineering.engines.trainer_setup import build_callbacks, build_loggers, trainer_kwargs
+from Engineering.engines.trainer_setup import (
+    build_callbacks,
+    build_loggers,
+    deterministic_algorithms,
+    trainer_kwargs,
+)
 from Engineering.errors import CheckpointError, ConfigError, OutputError, debug_requested
 from Engineering.hub import TrustedFiles, load_into, load_pretrained_weights, load_weights_into
 from Engineering.hub.checkpoints import is_deepspeed_checkpoint, select_checkpoint
@@ -71,7 +77,7 @@ class Runner:
         self.rank = global_rank(devices_per_node=hp.ndevices or 1)
         self.pristine = copy.deepcopy(self.rc)  # saved before naming mutates trainID: a replay names the same run
         self.resources = system_resources()
-        _apply_resources(hp, self.resources)
+        _apply_resources(hp, self.resources, self.rank)
         hp.trainID, self.run_name = make_run_name(hp)
         hp.run_name = self.run_name
         self.paths = run_paths(hp, self.run_name)
@@ -205,7 +211,7 @@ class Runner:
                 )
         trainer = pl.Trainer(**kwargs)
         if not self.hp.non_deter:
-            torch.use_deterministic_algorithms(True, warn_only=True)
+            deterministic_algorithms()
         return trainer
 
     def test_outputs(self, output_dir: Path) -> TestOutputs:
@@ -340,16 +346,28 @@ def _best_checkpoint(trainer: pl.Trainer) -> str:
     return getattr(cb, "best_model_path", "") if cb is not None else ""
 
 
-def _apply_resources(hp: Any, resources: Any) -> None:
-    """Threads and DataLoader workers from the available CPUs (shell.md §0 step 5, §4.12)."""
-    torch.set_num_threads(max(1, resources.cpus_avail // 2))
+def _apply_resources(hp: Any, resources: Any, rank: int = 0) -> None:
+    """DataLoader workers and torch threads from the cores this process may use (affinity, cgroup quota, SLURM).
+
+    Workers are capped at cores - 1 (the original's rule, over the cores really available, shell.md §4.12); the
+    intra-op threads are the remaining cores (:func:`thread_policy`, ``--num_threads`` overrides). The original's
+    ``cpus // 2`` left half of the machine idle with ``num_workers 0``.
+    """
+    in_slurm = bool(getattr(resources, "slurm_env", None))
+    budget = cpu_budget()
     if sys.platform.startswith("win"):
         hp.num_workers = 0
-    elif hp.num_workers > max(0, resources.cpus_avail - 1):
-        log.warning("num_workers %d lowered to %d (available CPUs)", hp.num_workers, max(0, resources.cpus_avail - 1))
-        hp.num_workers = max(0, resources.cpus_avail - 1)
+    elif hp.num_workers > max(0, budget.cores - 1):
+        log.warning("num_workers %d lowered to %d (available CPUs)", hp.num_workers, max(0, budget.cores - 1))
+        hp.num_workers = max(0, budget.cores - 1)
     if hp.num_workers == 0:
         hp.nbatch_prefetch = None
+    # DDP ranks started on one node share its cores; under srun each task has its own CPUs
+    processes = 1 if in_slurm else max(1, int(getattr(hp, "ndevices", 0) or 1))
+    policy = thread_policy(budget, hp.num_workers, processes, int(getattr(hp, "num_threads", 0) or 0))
+    torch.set_num_threads(policy.threads)
+    if rank == 0:
+        log.info("Threads: %s", policy.describe())
     limit = getattr(hp, "mem_limit", None)
     if limit:  # opt-in address-space limit (DEFECT 26: off by default)
         resource.setrlimit(resource.RLIMIT_AS, (int(limit), int(limit)))

@@ -23,6 +23,7 @@ EXPECTED = {
     "load_best": (B, False, False, False),
     "load_model_4test": (str, "", "", ""),
     "num_workers": (int, 8, 8, 8),
+    "num_threads": (int, 0, 0, 0),
     "use_concurrent_dataloader": (B, False, False, False),
     "batch_size": (int, 32, 2, 100),
     "effective_batch_size": (int, 96, 2, 100),

@@ -166,3 +166,26 @@ def test_diffae_engine_infer_shapes_range_and_embedding_only(is3d, shape):
     assert full.embedding.shape == (2, 8) and full.recon.shape == x.shape
     assert full.recon.min() >= 0 and full.recon.max() <= 1
     assert latent_only.recon is None and torch.equal(latent_only.embedding, full.embedding)
+
+
+def test_deterministic_mode_keeps_kernels_deterministic_without_filling_memory():
+    import torch.utils.deterministic
+
+    from Engineering.engines.trainer_setup import deterministic_algorithms
+
+    saved = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
+    fill = torch.utils.deterministic.fill_uninitialized_memory
+    try:
+        deterministic_algorithms()
+        assert torch.are_deterministic_algorithms_enabled() and torch.is_deterministic_algorithms_warn_only_enabled()
+        assert torch.utils.deterministic.fill_uninitialized_memory is False
+        assert not torch.empty(1000).isnan().all()  # filling would have made every element NaN
+    finally:
+        torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
+        torch.utils.deterministic.fill_uninitialized_memory = fill
+
+
+@pytest.mark.parametrize("non_deter", [False, True])
+def test_cudnn_autotuning_only_when_non_deterministic(non_deter):
+    kw = trainer_kwargs(_hp(non_deter=non_deter), {}, [], [], validate=True)
+    assert kw["deterministic"] is not non_deter and kw["benchmark"] is non_deter
