@@ -14,6 +14,12 @@ Peak memory: ``torch.cuda.max_memory_allocated`` per phase on CUDA; on CPU the p
 Example (from the repository root)::
 
     python benchmarks/bench_diffae.py --device cpu --input_shape 16,32,32 --net_ch 8 --latent_dim 16 --batch_size 2
+
+``--compare train|latents`` is the side-by-side mode: old against new attention, thread policy, determinism setting
+and test batch, alternating rounds in fresh processes, medians and ratios (see ``side_by_side.py``)::
+
+    python benchmarks/bench_diffae.py --compare train --variants old,new --input_shape 50,64,64 --net_ch 32 \
+        --latent_dim 128 --batch_size 1 --warmup 1 --steps 2 --rounds 3
 """
 
 from __future__ import annotations
@@ -48,6 +54,9 @@ from Engineering.engines.trainer_setup import precision_of  # noqa: E402
 from Engineering.science.diffusion import GaussianDiffusion  # noqa: E402
 from Engineering.warp_drives.diffae import build_diffae_net, ema_update  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import side_by_side  # noqa: E402
+
 PRECISIONS = ("32", "bf16-mixed", "16-mixed")
 
 
@@ -69,6 +78,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--non_deter", action="store_true", help="skip the deterministic settings of a real run")
     p.add_argument("--skip_baseline", action="store_true")
+    p.add_argument("--attention", default="sdpa", choices=("sdpa", "math"), help="model§DiffAE§attention")
+    side_by_side.add_arguments(p)
     args = p.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda: no CUDA device is available")
@@ -77,8 +88,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def make_engine(args: argparse.Namespace) -> DiffAEEngine:
-    """The engine as the CLI would build it: option defaults + these settings, config_v1.yaml + overrides."""
+def make_engine(args: argparse.Namespace, diffae: dict[str, Any] | None = None) -> DiffAEEngine:
+    """The engine as the CLI would build it: option defaults + these settings, config_v1.yaml + overrides
+    (``diffae``: further ``model§DiffAE`` keys, e.g. attention)."""
     hparams = option_defaults("diffae")
     hparams.update(
         is3D=args.is3D,
@@ -90,7 +102,7 @@ def make_engine(args: argparse.Namespace) -> DiffAEEngine:
     )
     config = load_yaml_config(REPO / "Configs" / "config_v1.yaml")
     config["model"]["latent_dim"] = args.latent_dim
-    config["model"]["DiffAE"].update(net_ch=args.net_ch, T_eval=args.T_eval, sample_every_batches=0)
+    config["model"]["DiffAE"].update(net_ch=args.net_ch, T_eval=args.T_eval, sample_every_batches=0, **(diffae or {}))
     config["training"]["im_log_freq"] = -1
     engine = build_engine(1, hparams, config)
     assert isinstance(engine, DiffAEEngine)
@@ -280,12 +292,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     warnings.filterwarnings("ignore")
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    if args.child:
+        return side_by_side.child_main(args.child, make_engine, emit)
+    if args.compare:
+        return side_by_side.run_compare(args, emit)
     if args.threads:
         torch.set_num_threads(args.threads)
     pl.seed_everything(1701, verbose=False)
     if not args.non_deter:
         torch.use_deterministic_algorithms(True, warn_only=True)  # as the runner does; shared by both loops
-    engine = make_engine(args)
+    engine = make_engine(args, {"attention": args.attention})
     setting = {
         "device": torch.cuda.get_device_name() if args.device == "cuda" else f"cpu x{torch.get_num_threads()} threads",
         "is3D": args.is3D,

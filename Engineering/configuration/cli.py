@@ -257,6 +257,13 @@ OPTIONS: tuple[Option, ...] = (
         help="At test time write the embeddings only (no recon.h5, no metrics).",
     ),
     _o(
+        "--test_batch_size",
+        kind=int,
+        default=0,
+        only=_NO_LATENTCLS,
+        help="Batch size of the test loader; 0 = --batch_size, or at least 8 with --test_emb_only.",
+    ),
+    _o(
         "--ema_decay",
         kind=float,
         default=0.9999,

@@ -40,12 +40,30 @@ class LoaderOptions:
     batch_size: int = 1
     num_workers: int = 0
     nbatch_prefetch: int = 2
+    test_batch_size: int = 0  # 0: batch_size
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ConfigError(f"batch_size={self.batch_size} is invalid; expected a positive integer")
+        if self.test_batch_size < 0:
+            raise ConfigError(f"test_batch_size={self.test_batch_size} is invalid; expected 0 (= batch_size) or more")
         if self.num_workers < 0:
             raise ConfigError(f"num_workers={self.num_workers} is invalid; expected 0 or more")
+
+
+#: test batch of ``--test_emb_only`` unless --test_batch_size says otherwise: the encoder alone needs far less memory
+#: than training, and fewer, larger batches cut the per-batch cost (measured in benchmarks/README.md)
+EMB_ONLY_TEST_BATCH = 8
+
+
+def inference_batch_size(hparams: Any) -> int:
+    """``--test_batch_size`` if > 0; else ``max(batch_size, EMB_ONLY_TEST_BATCH)`` with --test_emb_only; else 0."""
+    requested = int(getattr(hparams, "test_batch_size", 0) or 0)
+    if requested:
+        return requested
+    if bool(getattr(hparams, "test_emb_only", False)):
+        return max(int(getattr(hparams, "batch_size", 1) or 1), EMB_ONLY_TEST_BATCH)
+    return 0
 
 
 def fold_csv_given(value: Any) -> bool:
@@ -157,6 +175,7 @@ class H5DataModule(L.LightningDataModule):
             int(_require(hparams, "batch_size")),
             int(getattr(hparams, "num_workers", 0)),
             int(getattr(hparams, "nbatch_prefetch", None) or 2),
+            inference_batch_size(hparams),
         )
         datadir = Path(str(_require(hparams, "datadir")))
         fold_csv = getattr(hparams, "foldCSV", "")
@@ -262,11 +281,12 @@ class H5DataModule(L.LightningDataModule):
         """``n_phenotypes``/``n_confounders*`` of the training set (for the engine to record on hparams)."""
         return dict(self.train_ds.side.counts) if self.train_ds is not None else {}
 
-    def _loader(self, dataset: Dataset | None, name: str, train: bool) -> DataLoader:
+    def _loader(self, dataset: Dataset | None, name: str, train: bool, batch_size: int = 0) -> DataLoader:
         if dataset is None:
             raise ConfigError(f"the {name} dataset is not set up; call setup() with the matching stage first")
         workers = self.loader.num_workers
-        drop_last = train and len(dataset) >= self.loader.batch_size  # type: ignore[arg-type]
+        batch_size = batch_size or self.loader.batch_size
+        drop_last = train and len(dataset) >= batch_size  # type: ignore[arg-type]
         if train and not drop_last:
             log.warning(
                 "training set (%d samples) is smaller than batch_size %d; keeping the partial batch",
@@ -275,7 +295,7 @@ class H5DataModule(L.LightningDataModule):
             )
         return DataLoader(
             dataset,
-            batch_size=self.loader.batch_size,
+            batch_size=batch_size,
             shuffle=train,
             drop_last=drop_last,
             num_workers=workers,
@@ -293,7 +313,7 @@ class H5DataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         """The test loader; under DDP each rank reads a disjoint, unpadded share (every sample inferred once)."""
-        loader = self._loader(self.test_ds, "test", False)
+        loader = self._loader(self.test_ds, "test", False, self.loader.test_batch_size)
         sampler = unrepeated_test_sampler(loader.dataset)
         if sampler is None:
             return loader

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import resource
 import sys
 import time
@@ -128,7 +129,7 @@ class Runner:
         if self.hp.auto_bs or self.hp.auto_lr:
             self.tune(trainer, engine, self.dm)
         if self.hp.compile_model:
-            compile_network(engine)  # in place: the network only, checkpoint keys stay without _orig_mod.
+            compile_network(engine)  # in place: the networks only, checkpoint keys stay without _orig_mod.
         if self.plan.fit:
             self.fit(trainer, engine)
         if self.plan.test is not TestWeights.NONE:
@@ -349,17 +350,18 @@ def _best_checkpoint(trainer: pl.Trainer) -> str:
 def _apply_resources(hp: Any, resources: Any, rank: int = 0) -> None:
     """DataLoader workers and torch threads from the cores this process may use (affinity, cgroup quota, SLURM).
 
-    Workers are capped at cores - 1 (the original's rule, over the cores really available, shell.md §4.12); the
-    intra-op threads are the remaining cores (:func:`thread_policy`, ``--num_threads`` overrides). The original's
-    ``cpus // 2`` left half of the machine idle with ``num_workers 0``.
+    Workers are capped at floor(0.9 * cores) - 1, or SLURM_CPUS_PER_TASK - 1 in a SLURM job (the original's rule,
+    shell.md §0 and §4.12, over the cores really available); the intra-op threads are the remaining cores
+    (:func:`thread_policy`, ``--num_threads`` overrides). The original's ``cpus // 2`` left half the machine idle.
     """
     in_slurm = bool(getattr(resources, "slurm_env", None))
     budget = cpu_budget()
+    max_workers = max(0, (budget.cores if in_slurm else math.floor(0.9 * budget.cores)) - 1)
     if sys.platform.startswith("win"):
         hp.num_workers = 0
-    elif hp.num_workers > max(0, budget.cores - 1):
-        log.warning("num_workers %d lowered to %d (available CPUs)", hp.num_workers, max(0, budget.cores - 1))
-        hp.num_workers = max(0, budget.cores - 1)
+    elif hp.num_workers > max_workers:
+        log.warning("num_workers %d lowered to %d (available CPUs)", hp.num_workers, max_workers)
+        hp.num_workers = max_workers
     if hp.num_workers == 0:
         hp.nbatch_prefetch = None
     # DDP ranks started on one node share its cores; under srun each task has its own CPUs

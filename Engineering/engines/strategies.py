@@ -243,5 +243,11 @@ def _int(value: str | None, default: int) -> int:
 
 
 def compile_network(engine: Any) -> None:
-    """``torch.compile`` the engine's network in place (``nn.Module.compile``), so state-dict keys keep no ``_orig_mod.``."""
+    """``torch.compile`` the engine's network in place (``nn.Module.compile``), so state-dict keys keep no ``_orig_mod.``.
+
+    The EMA copy is compiled too when there is one: the test stage (latents, reconstructions) runs it.
+    """
     engine.net.compile()
+    ema = getattr(engine, "ema_net", None)
+    if ema is not None:
+        ema.compile()

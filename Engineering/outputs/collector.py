@@ -74,6 +74,7 @@ class OutputCollector:
         self.extra: dict[str, ResultHolder] = {}
         self.rows: list[dict[str, Any]] = []
         self.ssim: list[float] = []
+        self._pending: list[_Pending] = []
         eval_opts = dict(settings.eval_options)
         self.evaluator = Evaluator(
             metrics2use=eval_opts.get("metrics2use") or {},
@@ -85,14 +86,21 @@ class OutputCollector:
 
     def add(self, keys: Sequence[str], indices: Sequence[Any], result: InferenceResult) -> None:
         """Store one batch: embeddings and extras always; reconstructions, panels' ground truth and metrics when the
-        engine reconstructs."""
+        engine reconstructs.
+
+        Embeddings and extras stay on their device until :meth:`flush` (every ``FLUSH_EVERY`` batches and before
+        writing): no host synchronisation and no per-sample Python work per batch, so on a GPU the next batch is
+        queued while this one computes (latent extraction is this path alone).
+        """
         keys = list(keys)
-        indices = tuple(torch.as_tensor(ix).tolist() for ix in indices)
-        self.emb.add(keys, indices, as_numpy(result.embedding))
-        for tag, values in result.extra.items():
-            self.extra.setdefault(tag, ResultHolder()).add(keys, indices, as_numpy(values))
+        index_tensors = tuple(torch.as_tensor(ix) for ix in indices)
+        extra = {tag: values.detach() for tag, values in result.extra.items()}
+        self._pending.append(_Pending(keys, index_tensors, result.embedding.detach(), extra))
+        if len(self._pending) >= FLUSH_EVERY:
+            self.flush()
         if result.recon is None or result.ground_truth is None:
             return
+        indices = tuple(ix.tolist() for ix in index_tensors)
         recon = as_numpy(result.recon)
         gt = as_numpy(result.ground_truth)
         if self.settings.save_recon:
@@ -103,6 +111,15 @@ class OutputCollector:
                 self.gt.add(keys, indices, truth, only_subjects=self.settings.recon_subjects)
         self.rows.extend(self.evaluator.evaluate(gt, recon, keys))
         self.ssim.append(float(median_ssim(gt, recon)))
+
+    def flush(self) -> None:
+        """Move the pending batches into the result holders: one device-to-host copy per holder."""
+        pending, self._pending = self._pending, []
+        if pending:
+            _store(self.emb, [(p.keys, p.indices, p.embedding) for p in pending])
+        for tag in sorted({tag for p in pending for tag in p.extra}):
+            holder = self.extra.setdefault(tag, ResultHolder())
+            _store(holder, [(p.keys, p.indices, p.extra[tag]) for p in pending if tag in p.extra])
 
     def ssim_sum_count(self) -> tuple[float, int]:
         """Sum and number of this rank's finite per-batch median SSIMs (their mean over all ranks is test_ssim)."""
@@ -117,6 +134,7 @@ class OutputCollector:
     def write(self) -> None:
         """Gather every rank's results; rank 0 writes the files once. Collective: every rank must call it."""
         self.evaluator.close()
+        self.flush()
         state = {
             "emb": self.emb.state(),
             "recon": self.recon.state(),
@@ -157,6 +175,33 @@ class OutputCollector:
         write_results_h5(out / "recon.h5", recon_dense)
         panel_recon = {key: recon_dense[key] for key in gt_dense if key in recon_dense}
         write_recon_panels(out / PANEL_DIR, panel_recon, gt_dense, is3D=self.is3d)
+
+
+#: pending batches are moved to the host at least this often (bounds the device memory they hold)
+FLUSH_EVERY = 256
+
+
+@dataclass
+class _Pending:
+    """One batch's embeddings/extras as the engine returned them (still on its device)."""
+
+    keys: list[str]
+    indices: tuple[torch.Tensor, ...]
+    embedding: torch.Tensor
+    extra: dict[str, torch.Tensor]
+
+
+def _store(holder: ResultHolder, batches: list[tuple[list[str], tuple[torch.Tensor, ...], torch.Tensor]]) -> None:
+    """Add several batches to ``holder`` as one: concatenated values (one host copy); batch by batch when their
+    shapes differ, so that the holder names the offending key."""
+    values = [v for _, _, v in batches]
+    if len({tuple(v.shape[1:]) for v in values}) > 1 or any(len(ix) != 3 for _, ix, _ in batches):
+        for keys, indices, v in batches:
+            holder.add(keys, indices, as_numpy(v))
+        return
+    keys = [k for ks, _, _ in batches for k in ks]
+    indices = tuple(torch.cat([ix[axis].reshape(-1).cpu() for _, ix, _ in batches]) for axis in range(3))
+    holder.add(keys, indices, as_numpy(torch.cat(values)))
 
 
 def _merged(gathered: Sequence[Mapping[str, Any]], name: str) -> ResultHolder:

@@ -49,6 +49,7 @@ EXPECTED = {
     "test_ema": (B, A, True, A),
     "test_with_TEval": (B, A, True, A),
     "test_emb_only": (B, A, False, A),
+    "test_batch_size": (int, 0, 0, A),
     "ema_decay": (float, A, A, 0.9999),
     "parent_trainID": (str, A, A, ""),
     "parent_outfolder": (str, A, A, "Output_fullDSV2"),

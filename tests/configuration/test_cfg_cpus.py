@@ -66,18 +66,22 @@ def test_thread_policy(cores, workers, processes, requested, threads):
 
 
 def test_runner_applies_and_prints_the_policy_once(caplog, monkeypatch):
-    monkeypatch.setattr(runner, "cpu_budget", lambda: CpuBudget(2, {"affinity": 2}))
+    monkeypatch.setattr(runner, "cpu_budget", lambda: CpuBudget(4, {"affinity": 4}))
     hp = argparse.Namespace(num_workers=8, nbatch_prefetch=20, num_threads=0, ndevices=0)
     before = torch.get_num_threads()
     try:
         with caplog.at_level(logging.INFO, logger="imlatent"):
             runner._apply_resources(hp, SystemResources(None, 1, {}))
-        assert hp.num_workers == 1 and torch.get_num_threads() == 1
+        assert hp.num_workers == 2 and torch.get_num_threads() == 2  # workers: floor(0.9 * 4) - 1
         lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Threads:")]
-        assert lines == ["Threads: 1 intra-op threads = 2 cores (affinity 2) - 1 DataLoader workers "
+        assert lines == ["Threads: 2 intra-op threads = 4 cores (affinity 4) - 2 DataLoader workers "
                          "(override with --num_threads)"]  # fmt: skip
-        hp = argparse.Namespace(num_workers=0, nbatch_prefetch=20, num_threads=0, ndevices=0)
+        monkeypatch.setattr(runner, "cpu_budget", lambda: CpuBudget(2, {"affinity": 2}))
+        hp = argparse.Namespace(num_workers=8, nbatch_prefetch=20, num_threads=0, ndevices=0)
         runner._apply_resources(hp, SystemResources(None, 1, {}))
-        assert torch.get_num_threads() == 2 and hp.nbatch_prefetch is None
+        assert hp.num_workers == 0 and torch.get_num_threads() == 2 and hp.nbatch_prefetch is None
+        hp = argparse.Namespace(num_workers=0, nbatch_prefetch=20, num_threads=3, ndevices=0)
+        runner._apply_resources(hp, SystemResources(None, 1, {}))
+        assert torch.get_num_threads() == 3
     finally:
         torch.set_num_threads(before)

@@ -131,6 +131,19 @@ def test_loader_settings(demo, caplog):
     assert "smaller than batch_size 64" in caplog.text
 
 
+@pytest.mark.parametrize(
+    "options, expected",
+    [({}, 2), ({"test_emb_only": True}, 8), ({"test_emb_only": True, "batch_size": 12}, 12),
+     ({"test_emb_only": True, "test_batch_size": 3}, 3), ({"test_batch_size": 5}, 5)],
+)  # fmt: skip
+def test_test_loader_batch_size(demo, options, expected):
+    """Latents only: a larger test batch by default (fewer per-batch costs); --test_batch_size sets it."""
+    hp = _hparams(demo.datadir, foldCSV=0, **options)
+    dm = H5DataModule.from_hparams(hp, YAML, merge_train_val=False)
+    dm.setup("test")
+    assert dm.test_dataloader().batch_size == expected and dm.batch_size == hp.batch_size
+
+
 def test_worker_process_loader(demo):
     dm = H5DataModule.from_hparams(_hparams(demo.datadir, foldCSV=0, num_workers=1, p_augment=0), YAML, False)
     dm.setup("test")

@@ -123,7 +123,16 @@ def test_diffae_tiny_3d_end_to_end(demo, monkeypatch, repo_root):
     assert check_emb_h5(run_dir / "Output_fullDS" / "emb.h5", expected_keys=expected, latent_dim=8) == []
 
     # latents are deterministic: a second inference with another batch size gives the same emb.h5
-    again = args + ["--resume", "--run_mode", "2", "--output_suffix", "again", "--batch_size", "1", "--test_emb_only"]
+    again = args + [
+        "--resume",
+        "--run_mode",
+        "2",
+        "--output_suffix",
+        "again",
+        "--test_batch_size",
+        "3",
+        "--test_emb_only",
+    ]
     assert main("diffae", again) == 0
     with h5py.File(run_dir / "Output" / "emb.h5", "r") as a, h5py.File(run_dir / "Output_again" / "emb.h5", "r") as b:
         for key in emb:

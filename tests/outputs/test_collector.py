@@ -39,6 +39,27 @@ def test_output_collector_without_reconstructions_writes_embeddings_and_extras_o
     assert sorted(p.name for p in tmp_path.iterdir()) == ["emb.h5", "pheno_pred.h5"]
 
 
+def test_latents_stay_on_the_device_until_flushed_in_one_copy(tmp_path, monkeypatch):
+    """The latent-extraction hot path does no host copy and no per-sample work per batch."""
+    from Engineering.outputs import collector as module
+
+    copies = []
+    monkeypatch.setattr(module, "as_numpy", lambda v: copies.append(v.shape) or v.numpy())
+    monkeypatch.setattr(module, "FLUSH_EVERY", 3)
+    out = OutputCollector(OutputSettings(output_dir=tmp_path, save_recon=False), is3d=True)
+    for b in range(4):  # 4 batches of 2 series each, values = batch number
+        keys = [f"{1000000 + 2 * b + i}/20208/2_0/sax" for i in range(2)]
+        out.add(keys, INDICES, InferenceResult(embedding=torch.full((2, 3), float(b))))
+        assert copies == ([] if b < 2 else [(6, 3)])  # flushed once, after the third batch, as one array
+    out.write()
+    assert copies == [(6, 3), (2, 3)]
+    with h5py.File(tmp_path / "emb.h5") as emb:
+        assert len(emb) == 8
+        assert emb["1000006/20208/2_0/sax"].shape == (1, 2, 1, 3)  # first sample of a batch: index (0, 1, 0)
+        assert emb["1000006/20208/2_0/sax"][0, 1, 0].tolist() == [3.0, 3.0, 3.0]
+        assert emb["1000001/20208/2_0/sax"][0, 0, 0].tolist() == [0.0, 0.0, 0.0]
+
+
 def test_prediction_collector_stacks_batches_in_arrival_order():
     predictions = PredictionCollector()
     assert predictions.empty
