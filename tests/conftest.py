@@ -14,6 +14,9 @@ if str(REPO_ROOT) not in sys.path:
 
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# one torch thread in the executors these tests start too (the runner honours an explicit OMP_NUM_THREADS): the
+# tests share a few cores with each other, where more threads than free cores only wait for each other
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture(autouse=True, scope="session")

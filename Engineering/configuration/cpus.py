@@ -3,7 +3,7 @@
 The cores a process may use are the fewest of: its CPU affinity (``os.sched_getaffinity``), the cgroup CPU quota
 (``cpu.max`` in cgroup v2, ``cpu.cfs_quota_us``/``cpu.cfs_period_us`` in v1, rounded up) and, inside a SLURM job,
 ``SLURM_CPUS_PER_TASK``. torch's intra-op threads are those cores minus the DataLoader worker processes (each
-worker computes on one core), at least one; ``--num_threads`` overrides the rule.
+worker computes on one core), at least one; ``--num_threads``, or else ``OMP_NUM_THREADS``, overrides the rule.
 """
 
 from __future__ import annotations
@@ -85,38 +85,48 @@ def cpu_budget(
 
 @dataclass(frozen=True)
 class ThreadPolicy:
-    """torch intra-op threads of the main process and why."""
+    """torch intra-op threads of the main process and why (``override``: the option or variable that set them)."""
 
     threads: int
     budget: CpuBudget
     workers: int
     processes: int = 1
-    requested: int | None = None
+    override: str = ""
 
     def describe(self) -> str:
         """One line for the log, e.g. ``2 intra-op threads = 2 cores (affinity 2) - 0 DataLoader workers``."""
         limits = ", ".join(f"{name} {n}" for name, n in self.budget.sources.items())
-        if self.requested:
-            return f"{self.threads} intra-op threads (--num_threads; {self.budget.cores} cores available: {limits})"
+        if self.override:
+            return f"{self.threads} intra-op threads ({self.override}; {self.budget.cores} cores available: {limits})"
         share = f" / {self.processes} processes on this node" if self.processes > 1 else ""
         return (
             f"{self.threads} intra-op threads = {self.budget.cores} cores ({limits}){share}"
-            f" - {self.workers} DataLoader workers (override with --num_threads)"
+            f" - {self.workers} DataLoader workers (override with --num_threads or OMP_NUM_THREADS)"
         )
 
 
 def thread_policy(
-    budget: CpuBudget, num_workers: int, processes: int = 1, requested: int | None = None
+    budget: CpuBudget,
+    num_workers: int,
+    processes: int = 1,
+    requested: int | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> ThreadPolicy:
-    """Threads = the process's share of the cores minus its DataLoader workers, at least 1; or ``requested``.
+    """Threads = the process's share of the cores minus its DataLoader workers, at least 1, unless set explicitly.
 
     Args:
         budget: the cores of this process (:func:`cpu_budget`).
         num_workers: DataLoader worker processes of this process (one core each).
         processes: processes sharing these cores (DDP ranks started on one node from one affinity set).
-        requested: ``--num_threads`` (> 0 wins over the rule; 0 or None = the rule).
+        requested: ``--num_threads``; > 0 wins over everything.
+        environ: where ``OMP_NUM_THREADS`` is read (default ``os.environ``); a positive value set there is the
+            user's explicit choice (torch reads it too) and wins over the rule.
     """
     if requested is not None and requested > 0:
-        return ThreadPolicy(int(requested), budget, num_workers, processes, int(requested))
+        return ThreadPolicy(int(requested), budget, num_workers, processes, "--num_threads")
+    env = os.environ if environ is None else environ
+    omp = env.get("OMP_NUM_THREADS", "").strip()
+    if omp.isdigit() and int(omp) > 0:
+        return ThreadPolicy(int(omp), budget, num_workers, processes, "OMP_NUM_THREADS")
     share = max(1, budget.cores // max(1, processes))
     return ThreadPolicy(max(1, share - max(0, num_workers)), budget, num_workers, processes)

@@ -58,14 +58,23 @@ def test_budget_is_the_smallest_limit(tmp_path):
     [(2, 0, 1, None, 2), (2, 2, 1, None, 1), (16, 4, 1, None, 12), (16, 2, 4, None, 2), (2, 0, 1, 5, 5)],
 )
 def test_thread_policy(cores, workers, processes, requested, threads):
-    policy = thread_policy(CpuBudget(cores, {"affinity": cores}), workers, processes, requested)
+    policy = thread_policy(CpuBudget(cores, {"affinity": cores}), workers, processes, requested, environ={})
     assert policy.threads == threads
     line = policy.describe()
     assert line.startswith(f"{threads} intra-op threads")
     assert ("--num_threads;" in line) == bool(requested)
 
 
+@pytest.mark.parametrize("value, threads", [("3", 3), ("", 2), ("0", 2), ("x", 2)])
+def test_omp_num_threads_is_an_explicit_choice(value, threads):
+    budget = CpuBudget(2, {"affinity": 2})
+    policy = thread_policy(budget, 0, environ={"OMP_NUM_THREADS": value})
+    assert policy.threads == threads and (policy.override == "OMP_NUM_THREADS") == (threads == 3)
+    assert thread_policy(budget, 0, requested=5, environ={"OMP_NUM_THREADS": "3"}).threads == 5  # the option wins
+
+
 def test_runner_applies_and_prints_the_policy_once(caplog, monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(runner, "cpu_budget", lambda: CpuBudget(4, {"affinity": 4}))
     hp = argparse.Namespace(num_workers=8, nbatch_prefetch=20, num_threads=0, ndevices=0)
     before = torch.get_num_threads()
@@ -75,7 +84,7 @@ def test_runner_applies_and_prints_the_policy_once(caplog, monkeypatch):
         assert hp.num_workers == 2 and torch.get_num_threads() == 2  # workers: floor(0.9 * 4) - 1
         lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Threads:")]
         assert lines == ["Threads: 2 intra-op threads = 4 cores (affinity 4) - 2 DataLoader workers "
-                         "(override with --num_threads)"]  # fmt: skip
+                         "(override with --num_threads or OMP_NUM_THREADS)"]  # fmt: skip
         monkeypatch.setattr(runner, "cpu_budget", lambda: CpuBudget(2, {"affinity": 2}))
         hp = argparse.Namespace(num_workers=8, nbatch_prefetch=20, num_threads=0, ndevices=0)
         runner._apply_resources(hp, SystemResources(None, 1, {}))
