@@ -65,6 +65,7 @@ MACHINE_OPTIONS = frozenset(
         "nnodes",
         "training_strategy",
         "num_workers",
+        "num_threads",
         "nbatch_prefetch",
         "profiler",
     }
