@@ -112,7 +112,7 @@ OPTIONS: tuple[Option, ...] = (
         "--use_concurrent_dataloader",
         kind=BOOL,
         default=False,
-        help="Use the optional concurrent_dataloader package for the train/val loaders.",
+        help="Refused: the third-party concurrent_dataloader package is not supported (parsed for the original's commands).",
     ),
     _o("--batch_size", kind=int, default=32, diffae=2, latentcls=100, help="Real per-step batch size."),
     _o(
@@ -432,7 +432,7 @@ OPTIONS: tuple[Option, ...] = (
     _o("-wnbp", "--wnbproject", kind=str, default=None, latentcls="UKBBCardiacImLatent", help="W&B project."),
     _o("-wnbe", "--wnbentity", kind=str, default=None, latentcls="ukbb_img_latent", help="W&B entity."),
     _o("-wnbg", "--wnbgroup", kind=str, default=None, latentcls="latentClsDiffAE", help="W&B group."),
-    _o("-wnbpf", "--wnbprefix", kind=str, default="", help="Prefix of the W&B run name."),
+    _o("-wnbpf", "--wnbprefix", kind=str, default="", help="Prefix of the W&B run name (<prefix>_<run_name>)."),
     _o(
         "-wnbml",
         "--wnbmodellog",

@@ -284,6 +284,11 @@ def _check_run_mode_options(hp: Any) -> None:
     is read or written."""
     vars(hp).update(task_of(hp.taskID).fixed)
     plan = plan_of(hp.run_mode)
+    if getattr(hp, "use_concurrent_dataloader", False):
+        raise ConfigError(
+            "--use_concurrent_dataloader is not supported: the third-party concurrent_dataloader package is not"
+            " used here; drop the option (the standard DataLoader with --num_workers reads in parallel)"
+        )
     if int(hp.lr_decay_type) == 2 and not plan.validate:
         raise ConfigError(
             f"--lr_decay_type 2 (ReduceLROnPlateau) monitors val_loss, which run_mode {hp.run_mode} does not compute;"

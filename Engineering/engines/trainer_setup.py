@@ -54,6 +54,13 @@ def batch_limit(value: float) -> int | float:
     return int(value) if value > 1 else float(value)
 
 
+def wandb_run_name(prefix: str, run_name: str) -> str:
+    """The W&B display name: ``<prefix>_<run_name>`` with ``--wnbprefix`` (the original parsed it and never used
+    it); the W&B run id stays the run name, so resuming finds the same W&B run whatever the prefix."""
+    prefix = prefix.strip().rstrip("_")
+    return f"{prefix}_{run_name}" if prefix else run_name
+
+
 def build_loggers(hp: Namespace, run_name: str, model: Any) -> list[Any]:
     """W&B first, TensorBoard last (image logging uses the last logger), shell.md §4.14."""
     loggers: list[Any] = []
@@ -64,7 +71,7 @@ def build_loggers(hp: Namespace, run_name: str, model: Any) -> list[Any]:
         except ImportError as err:
             raise ConfigError("--wnbactive needs the wandb package: pip install 'imlatent[wandb]'") from err
         wandb_logger = WandbLogger(
-            name=run_name,
+            name=wandb_run_name(str(getattr(hp, "wnbprefix", "") or ""), run_name),
             id=run_name,
             project=hp.wnbproject,
             group=hp.wnbgroup,

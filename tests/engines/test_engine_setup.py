@@ -189,3 +189,20 @@ def test_deterministic_mode_keeps_kernels_deterministic_without_filling_memory()
 def test_cudnn_autotuning_only_when_non_deterministic(non_deter):
     kw = trainer_kwargs(_hp(non_deter=non_deter), {}, [], [], validate=True)
     assert kw["deterministic"] is not non_deter and kw["benchmark"] is non_deter
+
+
+def test_wnbprefix_names_the_wandb_run_and_keeps_its_id():
+    from Engineering.engines.trainer_setup import wandb_run_name
+
+    assert wandb_run_name("exp1", "demo_fold0_prec32_DiffAE") == "exp1_demo_fold0_prec32_DiffAE"
+    assert wandb_run_name("exp1_", "r") == "exp1_r"
+    assert wandb_run_name("", "r") == "r"
+
+
+def test_use_concurrent_dataloader_is_refused_in_one_line():
+    from Engineering.engines.runner import _check_run_mode_options
+
+    hp = Namespace(taskID=1, run_mode=4, lr_decay_type=0, load_model_4test="", resume=False)
+    _check_run_mode_options(Namespace(**vars(hp), use_concurrent_dataloader=False))
+    with pytest.raises(ConfigError, match="--use_concurrent_dataloader is not supported"):
+        _check_run_mode_options(Namespace(**vars(hp), use_concurrent_dataloader=True))
