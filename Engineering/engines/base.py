@@ -17,6 +17,7 @@ import torch
 
 from Engineering.errors import ConfigError
 from Engineering.outputs.collector import InferenceResult, OutputCollector, TestOutputs
+from Engineering.outputs.panels import labelled_panel
 from Engineering.transforms import parse_shape
 
 log = logging.getLogger("imlatent")
@@ -185,20 +186,26 @@ class BaseEngine(pl.LightningModule):
                 return logger.experiment
         return None
 
-    def log_images(self, tag: str, inp: torch.Tensor, out: torch.Tensor, batch_idx: int) -> None:
-        """Log sample 0, channel 0 (central depth slice for 3D) of input and output to TensorBoard."""
+    def log_images(self, tag: str, inp: torch.Tensor, out: torch.Tensor, batch_idx: int, signed: bool = False) -> None:
+        """Log the labelled panel of sample 0, channel 0 (the panel written to panels/*.png) to TensorBoard.
+
+        ``inp``/``out`` are in [0, 1], or in [-1, 1] with ``signed`` (DiffAE); both are shown on one fixed scale,
+        not each stretched to its own min..max (which turned an almost constant output into noise).
+        """
         freq = int(self.config.get("training", {}).get("im_log_freq", -1))
         writer = self.tensorboard()
         if writer is None or freq < 0 or batch_idx % max(freq, 1) != 0:
             return
-        for name, img in (("input", inp), ("output", out)):
-            img = img[0, 0].detach().float().cpu()
-            if img.ndim == 3:  # (D, H, W) -> central slice
-                img = img[img.shape[0] // 2]
-            if torch.is_complex(img):
-                img = img.abs()
-            img = (img - img.min()) / (img.max() - img.min() + 1e-8)
-            writer.add_image(f"{tag}/{name}", img.unsqueeze(0), self.global_step)
+        frames = []
+        for img in (inp, out):
+            img = img[0, 0].detach().cpu()
+            img = img.abs() if torch.is_complex(img) else img.float()
+            img = (img + 1) / 2 if signed else img
+            frames.append(img.numpy() if img.ndim == 3 else img[None].numpy())  # (D, H, W) or one 2D frame
+        index_name = "slice/time" if frames[0].shape[0] > 1 else "sample"
+        title = f"{tag} · step {self.global_step} · batch {batch_idx}, sample 0"
+        panel = labelled_panel(frames[0], frames[1], title, index_name=index_name)
+        writer.add_image(f"{tag}/panel", panel, self.global_step, dataformats="HWC")
 
     # ------------------------------------------------------------------ test lifecycle
     def infer(self, batch: Mapping[str, Any]) -> InferenceResult:

@@ -178,7 +178,7 @@ class DiffAEEngine(BaseEngine):
             cond = self.encode(x, use_ema)
             recon = self.metric_channels(self.render(x, cond, int(self.conf.T_eval), int(self.conf.T_eval), use_ema))
             scores[tag] = float(median_ssim(gt, recon.float().cpu().numpy()))
-            self.log_images(f"val_{tag}", x, recon * 2 - 1, batch_idx)
+            self.log_images(f"val_{tag}", x, recon * 2 - 1, batch_idx, signed=True)
         bs = x.shape[0]
         self.log("val_ssim_ema", scores["ema"], on_step=True, on_epoch=True, batch_size=bs, sync_dist=True)
         self.log("val_ssim_base", scores["base"], on_step=True, on_epoch=True, batch_size=bs, sync_dist=True)

@@ -1,8 +1,10 @@
 """Reconstruction panels: one PNG per saved series with rows input, reconstruction and |difference|.
 
-Panels go to ``<Output>/panels/`` next to ``recon.h5``. Columns are a few evenly spaced depth slices (3D) or
-samples of the series (2D). Input and reconstruction are shown in [0, 1] (clipped); the difference row has its own
-scale (0 .. its maximum) so that small errors stay visible. File names come from the H5 key and are sanitised so
+Panels go to ``<Output>/panels/`` next to ``recon.h5``. Columns are a few evenly spaced depth slices (3D: slice or
+time frame, whichever the depth axis holds) or samples of the series (2D). Input and reconstruction are shown in
+[0, 1] (clipped); the difference row has its own scale (0 .. its maximum) so that small errors stay visible. The
+saved panel (:func:`labelled_panel`) names the rows, the subject/field/instance/series, each column's index and
+carries a colour bar per row; TensorBoard receives the same image. File names come from the H5 key and are sanitised so
 that no key (e.g. a crafted subject ID ``../../x``) can name a file outside the panel folder.
 """
 
@@ -13,6 +15,7 @@ import io
 import re
 from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -67,12 +70,10 @@ def _magnitude(x: np.ndarray) -> np.ndarray:
     return np.nan_to_num(x.astype(np.float64), nan=0.0, posinf=1.0, neginf=0.0)
 
 
-def render_panel(gt_frames: np.ndarray, recon_frames: np.ndarray, n_slices: int = 4) -> np.ndarray:
-    """Grey uint8 panel (3 rows × n columns of tiles) from frames (N, H, W) of ground truth and reconstruction.
-
-    Rows: input clipped to [0, 1], reconstruction clipped to [0, 1], |input − reconstruction| divided by its
-    maximum over the shown tiles. NaN counts as 0.
-    """
+def _panel_rows(
+    gt_frames: np.ndarray, recon_frames: np.ndarray, n_slices: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Shown frame indices, input and reconstruction clipped to [0, 1], and |input − reconstruction| (unscaled)."""
     if gt_frames.shape != recon_frames.shape or gt_frames.ndim != 3:
         raise ValueError(
             f"panel frames have shapes {gt_frames.shape} (input) and {recon_frames.shape} (reconstruction); "
@@ -84,6 +85,16 @@ def render_panel(gt_frames: np.ndarray, recon_frames: np.ndarray, n_slices: int 
     gt = np.clip(_magnitude(gt_frames[idx]), 0, 1)  # (n, H, W)
     recon = np.clip(_magnitude(recon_frames[idx]), 0, 1)
     diff = np.abs(_magnitude(gt_frames[idx]) - _magnitude(recon_frames[idx]))
+    return idx, gt, recon, diff
+
+
+def render_panel(gt_frames: np.ndarray, recon_frames: np.ndarray, n_slices: int = 4) -> np.ndarray:
+    """Grey uint8 panel (3 rows × n columns of tiles) from frames (N, H, W) of ground truth and reconstruction.
+
+    Rows: input clipped to [0, 1], reconstruction clipped to [0, 1], |input − reconstruction| divided by its
+    maximum over the shown tiles. NaN counts as 0.
+    """
+    idx, gt, recon, diff = _panel_rows(gt_frames, recon_frames, n_slices)
     peak = float(diff.max())
     diff = diff / peak if peak > 0 else diff
     n, h, w = gt.shape
@@ -98,6 +109,55 @@ def render_panel(gt_frames: np.ndarray, recon_frames: np.ndarray, n_slices: int 
     return canvas
 
 
+def _title(key: str) -> str:
+    parts = str(key).split("/")
+    if len(parts) == 4:
+        return f"subject {parts[0]} · field {parts[1]} · instance {parts[2]} · {parts[3]}"
+    return str(key)
+
+
+def labelled_panel(
+    gt_frames: np.ndarray, recon_frames: np.ndarray, key: str, n_slices: int = 4, index_name: str = "slice/time"
+) -> np.ndarray:
+    """RGB uint8 image of :func:`panel_figure` (what panels/*.png and TensorBoard show)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(panel_figure(gt_frames, recon_frames, key, n_slices, index_name))
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+
+def panel_figure(
+    gt_frames: np.ndarray, recon_frames: np.ndarray, key: str, n_slices: int = 4, index_name: str = "slice/time"
+) -> Any:
+    """The labelled panel of frames (N, H, W) as a matplotlib Figure (no pyplot state): the rows of
+    :func:`render_panel` named input / reconstruction / |difference|, ``key`` as the title (subject, field,
+    instance, series), each column's frame index (``index_name`` k) and a colour bar per row (the difference row's
+    in its own units)."""
+    from matplotlib.figure import Figure
+
+    idx, gt, recon, diff = _panel_rows(gt_frames, recon_frames, n_slices)
+    peak = float(diff.max()) or 1.0
+    n = len(idx)
+    fig = Figure(figsize=(1.5 * n + 1.4, 5.0), dpi=100, layout="constrained")
+    axes = fig.subplots(3, n, squeeze=False)
+    for r, (name, row, vmax, cmap) in enumerate(
+        zip(ROWS, (gt, recon, diff), (1.0, 1.0, peak), ("gray", "gray", "magma"), strict=True)
+    ):
+        for c in range(n):
+            ax = axes[r][c]
+            image = ax.imshow(row[c], cmap=cmap, vmin=0.0, vmax=vmax, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(f"{index_name} {idx[c]}", fontsize=8)
+            if c == 0:
+                ax.set_ylabel(name, fontsize=9)
+        fig.colorbar(image, ax=list(axes[r]), fraction=0.046, pad=0.02).ax.tick_params(labelsize=7)
+    fig.suptitle(_title(key), fontsize=9)
+    return fig
+
+
 def _write_png(out_dir: Path, key: str, image: np.ndarray) -> Path:
     """Write ``image`` to ``out_dir/panel_name(key)`` atomically (see :func:`atomic_write_bytes`)."""
     out_dir = Path(out_dir)
@@ -105,7 +165,7 @@ def _write_png(out_dir: Path, key: str, image: np.ndarray) -> Path:
     if path.resolve().parent != out_dir.resolve():
         raise ValueError(f"panel name for key {key!r} resolves outside {out_dir}")
     png = io.BytesIO()
-    Image.fromarray(image, mode="L").save(png, format="PNG")
+    Image.fromarray(image).save(png, format="PNG")
     atomic_write_bytes(path, png.getbuffer())
     return path
 
@@ -123,7 +183,9 @@ def write_recon_panel(out_dir: Path, key: str, gt: np.ndarray, recon: np.ndarray
     gt, recon = np.asarray(gt), np.asarray(recon)
     if gt.shape != recon.shape:
         raise ValueError(f"panel of {key!r}: input shape {gt.shape} != reconstruction shape {recon.shape}")
-    return _write_png(out_dir, key, render_panel(_frames_of_sample(gt), _frames_of_sample(recon), n_slices))
+    frames = _frames_of_sample(gt), _frames_of_sample(recon)
+    index_name = "slice/time" if gt.ndim == 4 else "sample"
+    return _write_png(out_dir, key, labelled_panel(*frames, key, n_slices, index_name))
 
 
 def _dense_frames(dense: np.ndarray, is3D: bool) -> np.ndarray:
@@ -161,8 +223,18 @@ def write_recon_panels(
     for key in panel_keys_to_write((k for k in recon if k in ground_truth), subjects):
         gt_frames = _dense_frames(np.asarray(ground_truth[key]), is3D)
         recon_frames = _dense_frames(np.asarray(recon[key]), is3D)
-        written.append(_write_png(out_dir, key, render_panel(gt_frames, recon_frames, n_slices)))
+        index_name = "slice/time" if is3D else "sample"
+        written.append(_write_png(out_dir, key, labelled_panel(gt_frames, recon_frames, key, n_slices, index_name)))
     return written
 
 
-__all__ = ["PANEL_DIR", "panel_keys_to_write", "panel_name", "render_panel", "write_recon_panel", "write_recon_panels"]
+__all__ = [
+    "PANEL_DIR",
+    "labelled_panel",
+    "panel_figure",
+    "panel_keys_to_write",
+    "panel_name",
+    "render_panel",
+    "write_recon_panel",
+    "write_recon_panels",
+]

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from Engineering.outputs.panels import (
+    panel_figure,
     panel_keys_to_write,
     panel_name,
     render_panel,
@@ -26,10 +27,9 @@ def _pair(shape: tuple[int, ...], seed: int = 0) -> tuple[np.ndarray, np.ndarray
     return gt, np.clip(gt + rng.normal(0, 0.05, shape), 0, 1)
 
 
-def _size(path: Path) -> tuple[int, int]:
+def _mode(path: Path) -> str:
     with Image.open(path) as im:
-        assert im.mode == "L"
-        return im.size  # (width, height)
+        return im.mode
 
 
 def _files(root: Path) -> set[Path]:
@@ -37,21 +37,28 @@ def _files(root: Path) -> set[Path]:
 
 
 CASES = [
-    # (sample shape, expected columns, tile side after enlargement)
-    pytest.param((1, 6, 16, 16), 4, 96, id="3d-4-slices"),
-    pytest.param((2, 3, 32, 32), 3, 96, id="3d-fewer-frames-than-slices"),
-    pytest.param((1, 16, 16), 1, 96, id="2d-one-column"),
-    pytest.param((3, 128, 128), 1, 128, id="2d-rgb-large"),
+    # (sample shape, expected column titles)
+    pytest.param((1, 6, 16, 16), ["slice/time 0", "slice/time 2", "slice/time 3", "slice/time 5"], id="3d-4-slices"),
+    pytest.param((2, 3, 32, 32), ["slice/time 0", "slice/time 1", "slice/time 2"], id="3d-fewer-frames-than-slices"),
+    pytest.param((1, 16, 16), ["sample 0"], id="2d-one-column"),
 ]
 
 
-@pytest.mark.parametrize(("shape", "cols", "tile"), CASES)
-def test_panel_is_written_with_three_rows_and_expected_columns(tmp_path, shape, cols, tile):
+@pytest.mark.parametrize(("shape", "titles"), CASES)
+def test_panel_is_written_labelled(tmp_path, shape, titles):
     gt, recon = _pair(shape)
     path = write_recon_panel(tmp_path / "panels", KEY, gt, recon)
     assert path == tmp_path / "panels" / "1000011_20208_2_0_primary_LAX_4Ch_transverse_0.png"
-    assert _size(path) == (cols * tile + (cols - 1) * GAP, 3 * tile + 2 * GAP)
+    assert _mode(path) == "RGB"
     assert _files(tmp_path) == {path}  # no temporary file left behind
+    frames = gt[0] if gt.ndim == 4 else gt[:1]
+    index_name = "slice/time" if gt.ndim == 4 else "sample"
+    fig = panel_figure(frames, frames, KEY, 4, index_name)
+    axes = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+    assert [ax.get_title() for ax in axes[: len(titles)]] == titles
+    assert [ax.get_ylabel() for ax in axes[:: len(titles)]] == ["input", "reconstruction", "|difference|"]
+    assert fig.get_suptitle() == "subject 1000011 · field 20208 · instance 2_0 · primary_LAX_4Ch_transverse_0"
+    assert sum(ax.get_label() == "<colorbar>" for ax in fig.axes) == 3
 
 
 def test_rows_are_clipped_input_recon_and_self_scaled_difference():
@@ -137,9 +144,10 @@ def test_write_recon_panels_from_dense_recon_h5_arrays(tmp_path):
         subjects={"7", "9"},
     )
     assert [p.name for p in written] == ["7_f_2_0_vol.png", "9_f_2_0_other.png"]
-    assert _size(written[0]) == (4 * 96 + 3 * GAP, 3 * 96 + 2 * GAP)
     (two_d,) = write_recon_panels(tmp_path / "2d", {"8/f/2_0/img": gt2}, {"8/f/2_0/img": gt2}, is3D=False)
-    assert _size(two_d) == (2 * 96 + GAP, 3 * 96 + 2 * GAP)  # one column per stored 2D sample
+    with Image.open(written[0]) as four, Image.open(two_d) as two:
+        assert four.mode == two.mode == "RGB"
+        assert four.size[0] > two.size[0]  # 4 slice columns against one column per stored 2D sample (2)
 
 
 def test_write_recon_panels_rejects_wrong_dimensionality(tmp_path):
