@@ -1,4 +1,4 @@
-"""Deterministic demo data in the UK Biobank field-20208 layout (outputs_and_consumers §1.4, §1.5, §1.9, §3.3).
+"""Deterministic demo data in the UK Biobank field-20208 layout.
 
 ``<out>/data.h5`` holds, per patient, ``<pid>/20208/2_0/primary_LAX_4Ch_transverse_0`` of shape
 (1, frames, 1, size, size) uint16: a beating-heart phantom (body ellipse plus a ventricle blob whose radius follows

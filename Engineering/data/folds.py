@@ -1,7 +1,7 @@
-"""Fold CSVs (§5.2, outputs_and_consumers §1.9): columns ``train``, ``val``, ``test``; row i is fold i.
+"""Fold CSVs: columns ``train``, ``val``, ``test``; row i is fold i.
 
 Each cell is the Python repr of a list of patient-ID strings. Cells are parsed with ``ast.literal_eval`` and
-membership is exact (DEFECT 16 fixed: patient "123" does not match "1234567").
+membership is exact (unlike the original's substring test, patient "123" does not match "1234567").
 """
 
 from __future__ import annotations
@@ -181,7 +181,7 @@ def kfold_partition(
 def fold_csv_name(
     n_folds: int, per_dataset: float, per_val: float, seed: int, n_sessions: int = 0, ds_names: Sequence[str] = ()
 ) -> str:
-    """``<n>folds[_<k>Ses][_<names joined by OR>]_<pDS>DS_<pTrn>Trn_<pVal>Val_<pTst>Tst_<seed>seed.csv`` (§1.9)."""
+    """``<n>folds[_<k>Ses][_<names joined by OR>]_<pDS>DS_<pTrn>Trn_<pVal>Val_<pTst>Tst_<seed>seed.csv``."""
     per_test = 1 / n_folds
     parts = (
         [f"{n_folds}folds"]
@@ -202,7 +202,7 @@ def _dataset_names(group: h5py.Group) -> list[str]:
 def eligible_patients(
     h5_path: str | os.PathLike[str], ds_names: Sequence[str] = (), n_sessions: int = 0, ignore: Iterable[str] = ()
 ) -> list[str]:
-    """Patients of the file (§1.9): with a dataset whose name contains one of ``ds_names`` (any when empty), with
+    """Patients of the file: with a dataset whose name contains one of ``ds_names`` (any when empty), with
     exactly ``n_sessions`` instance groups under some field (when > 0), minus ``ignore``; sorted."""
     skip = {str(p) for p in ignore}
     kept = []

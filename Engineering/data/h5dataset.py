@@ -1,4 +1,4 @@
-"""The HDF5 series dataset (§5.1–5.11): one item per index entry ``(pid/field/instance/series, (i, j, k))``.
+"""The HDF5 series dataset: one item per index entry ``(pid/field/instance/series, (i, j, k))``.
 
 Item (before collation)::
 
@@ -213,7 +213,7 @@ class H5SeriesDataset(Dataset):
             raise DataError(f"mask for {key} has shape {ds.shape}; expected it to broadcast to the data") from None
 
     def fetch(self, index: int) -> dict[str, Any]:
-        """The untransformed sample dict of entry ``index`` (numpy data, §5.6 steps 1–3)."""
+        """The untransformed sample dict of entry ``index`` (numpy data, before the transforms)."""
         path, ijk = self.entries[index]
         f, mask_f = self._handles()
         ds, minmax = self._series_of(f, path)

@@ -1,4 +1,4 @@
-"""Series selection (§5.3), the sample index (§5.5) and its JSON cache.
+"""Series selection, the sample index and its JSON cache.
 
 An index entry is ``(dataset path, (i, j, k))`` with path ``pid/field/instance/series``.
 """
@@ -50,7 +50,7 @@ def _listed(name: str, selection: list[str] | None) -> str | None:
 
 
 def select_series(name: str, opts: DatasetOptions, matched: set[str]) -> bool:
-    """Whether the series ``name`` is kept by the name rules of §5.3 (sanity filters excluded).
+    """Whether the series ``name`` is kept by the name rules (sanity filters excluded).
 
     Selection entries that match are recorded in ``matched``.
     """
@@ -77,7 +77,7 @@ def passes_sanity(shape: Sequence[int], filters: dict[str, int] | None) -> bool:
 
 
 def index_entries(path: str, raw_shape: Sequence[int], opts: DatasetOptions) -> list[Entry]:
-    """The ``(path, (i, j, k))`` entries of one series from its permuted (C, T, S, …) shape (§5.5)."""
+    """The ``(path, (i, j, k))`` entries of one series from its permuted (C, T, S, …) shape."""
     c, t, s = (raw_shape[a] for a in opts.permutation[:3])
     i_range = range(c) if not opts.multi_channel and c > 1 else range(1)
     j_range = range(t) if opts.split_time and t > 1 else range(1)
@@ -195,7 +195,7 @@ def scan_file(
 
 
 def search_criteria(h5_path: Path, patient_ids: Sequence[str], opts: DatasetOptions) -> dict[str, Any]:
-    """What the cache key covers: the selection (§5.5) plus the data file's size and mtime (invalidation)."""
+    """What the cache key covers: the selection plus the data file's size and mtime (invalidation)."""
     stat = h5_path.stat()
     criteria: dict[str, Any] = {
         "patientIDs": list(patient_ids),
@@ -219,7 +219,7 @@ def search_criteria(h5_path: Path, patient_ids: Sequence[str], opts: DatasetOpti
 def cache_path(h5_path: Path, criteria: dict[str, Any], opts: DatasetOptions) -> Path:
     """``<datadir>/<stem>_processedmeta/DSPaths[_mulChan][_splitVol][_splitTime]_MD5<md5>_SHA3<sha3>.json``.
 
-    Only the file's ``.h5`` suffix is replaced (DEFECT 29 fixed).
+    Only the file's ``.h5`` suffix is replaced (the original replaced every ``.h5`` in the path).
     """
     blob = json.dumps(criteria, sort_keys=True).encode()
     flags = "".join(

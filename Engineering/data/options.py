@@ -1,4 +1,4 @@
-"""Typed dataset options: every ``DS_*`` JSON key / YAML ``data.dataset`` key of §5.4 with its constructor default."""
+"""Typed dataset options: every ``DS_*`` JSON key / YAML ``data.dataset`` key with its constructor default."""
 
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ class DatasetOptions:
 
     @property
     def permutation(self) -> tuple[int, ...]:
-        """Axis order applied to the raw (C, T, S, X, Y) array (§5.5)."""
+        """Axis order applied to the raw (C, T, S, X, Y) array."""
         perm = [0, 1, 2, 3, 4]
         if self.channel_dim not in (None, -1, DEFAULT_CHANNEL_DIM):
             c = int(self.channel_dim)  # type: ignore[arg-type]
@@ -86,7 +86,7 @@ class DatasetOptions:
 
 
 def _prefixed(entries: Any, prefix: str, name: str) -> list[str] | None:
-    """Give entries not starting with ``prefix`` the prefix ``<prefix>_`` (§5.3 rule 2); returns a new list."""
+    """Give entries not starting with ``prefix`` the prefix ``<prefix>_``; returns a new list."""
     if entries is None:
         return None
     if isinstance(entries, str) or not all(isinstance(e, str) for e in entries):

@@ -1,4 +1,4 @@
-"""Phenotype and confounder tables (§5.10): TSVs indexed by ``FID`` (or ``f.eid``), values per patient.
+"""Phenotype and confounder tables: TSVs indexed by ``FID`` (or ``f.eid``), values per patient.
 
 Phenotypes and continuous confounders are z-scored with population statistics of the whole TSV (faithful: not
 the training split); binary and multi-category confounders are label-encoded with sorted classes.

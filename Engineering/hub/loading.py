@@ -3,7 +3,7 @@
 A weights *source* is a local folder, a local weight file, or a Hugging Face Hub repo id ``org/name[@revision]``.
 Hub repos are fetched with ``huggingface_hub.snapshot_download`` restricted to weight and config files, so no
 repository code is ever downloaded or executed (the original used ``AutoModel.from_pretrained(...,
-trust_remote_code=True)``, shell.md §7). The cache (``HF_HOME`` / ``HF_HUB_CACHE``), ``HF_HUB_OFFLINE`` and
+trust_remote_code=True)``). The cache (``HF_HOME`` / ``HF_HUB_CACHE``), ``HF_HUB_OFFLINE`` and
 ``HF_TOKEN`` are read from the environment at call time.
 
 Pickle-based files (``.ckpt``, ``.pt``, ``.bin``, DeepSpeed folders) are read under the one reading policy of

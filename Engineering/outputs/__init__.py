@@ -1,6 +1,7 @@
 """Test-stage outputs: result accumulation, ``emb.h5``/``recon.h5`` writing and checking, the metrics table.
 
-The downstream contract is shell.md §6 and outputs_and_consumers.md §2.3.
+The downstream contract (datasets at depth 4 as ``<subID>/<fieldID>/<instanceID>/<series>``) is described in
+:mod:`Engineering.outputs.h5writer`.
 """
 
 from Engineering.outputs.distributed import gather_holder, gather_to_rank0

@@ -1,4 +1,4 @@
-"""Gathering test results of all DDP ranks on rank 0, so each output file is written once (DEFECT 22)."""
+"""Gathering test results of all DDP ranks on rank 0, so each output file is written once (not once per rank)."""
 
 from __future__ import annotations
 

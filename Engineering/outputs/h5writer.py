@@ -1,14 +1,14 @@
-"""Writing and checking the result H5 files (``emb.h5``, ``recon.h5``, ``pheno_pred.h5``; shell.md §6.2-6.5).
+"""Writing and checking the result H5 files (``emb.h5``, ``recon.h5``, ``pheno_pred.h5``).
 
-Contract (outputs_and_consumers.md §2.3): every dataset sits at depth exactly 4,
+Contract: every dataset sits at depth exactly 4,
 ``<subID>/<fieldID>/<instanceID>/<series>``, under plain nested groups; no compression, default contiguous storage,
 no dataset attributes, no links, nothing else in the file. Consumers walk the file with ``visititems`` and split
 each dataset name into exactly four parts, so any other object (an index table, a dataset at depth 3) breaks them.
 
-Root attributes: §2.3.2 allows extra metadata "only as attributes; no consumer reads attributes". ``visititems``
+Root attributes: the output contract allows extra metadata only as attributes, which no consumer reads. ``visititems``
 visits groups and datasets, never attributes, and the recursive-dict and group-union consumers walk links only,
-so root attributes cannot break a consumer. They are nevertheless off by default: the original writes none
-(shell.md §6), and the byte-level layout then matches it. :func:`check_emb_h5` accepts root/group attributes and
+so root attributes cannot break a consumer. They are nevertheless off by default: the original writes
+none, and the byte-level layout then matches it. :func:`check_emb_h5` accepts root/group attributes and
 rejects dataset attributes.
 """
 
@@ -141,7 +141,7 @@ def check_emb_h5(
     latent_dim: int | None = None,
     allow_complex: bool = False,
 ) -> list[str]:
-    """Violations of the ``emb.h5`` contract (outputs_and_consumers.md §2.3, §3.2 checks 2-5); empty if valid.
+    """Violations of the ``emb.h5`` contract; empty if valid.
 
     Checks: opens with ``swmr=True``; groups at depths 1-3, datasets at depth 4 only, no links, no empty groups;
     each dataset real float32/float64 (complex only with ``allow_complex``), 4-D, last axis ``latent_dim`` when

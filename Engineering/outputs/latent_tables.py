@@ -1,4 +1,4 @@
-"""``emb.h5`` → tidy latent tables (outputs_and_consumers.md §2.2-§2.3, §4 item 1).
+"""``emb.h5`` → tidy latent tables.
 
 A *long* table has one row per series: ``subID, fieldID, instanceID, data_tag, Z0…Z{L-1}`` (the layout of the
 companion's ``traverse_embH5`` with ``prep_Zs``). The *GWAS* table is the regenie/plink phenotype layout written by
@@ -6,7 +6,7 @@ the companion's ``prep_latents``: ``FID, IID, Z0…`` with FID = IID = subject I
 rule (visit 2 rows, plus visit-3 rows of subjects without a visit-2 row; every other visit dropped).
 
 Unlike the companion, subject and data-tag filters are exact (no substring tests) and seed tables are joined by
-key, never by row position (§5 pitfalls).
+key, never by row position (row order differs between runs).
 """
 
 from __future__ import annotations
@@ -146,7 +146,7 @@ def apply_visit_rule(table: pd.DataFrame, preferred: int = 2, fallback: int = 3)
 def gwas_table(table: pd.DataFrame, visit_column: bool = False) -> pd.DataFrame:
     """``FID, IID, [visit,] <latent columns>``: visit-2 rows first, then visit 3, …; by subject ID within a visit.
 
-    With the visit rule applied this is the companion's order (outputs_and_consumers.md §3.2 check 9): the visit-2
+    With the visit rule applied this is the companion's order: the visit-2
     subjects, then the visit-3-only subjects. Without ``visit_column`` each subject must have one row; with it, one
     row per (subject, visit), and the visit number is written after IID.
 

@@ -1,6 +1,6 @@
-"""Writing the per-image metrics table ``metrics.csv`` + ``metrics.pkl`` (shell.md §6.4).
+"""Writing the per-image metrics table ``metrics.csv`` + ``metrics.pkl``.
 
-Both files are written whenever there is at least one row (DEFECT 20 fixed: the original needed more than one
+Both files are written whenever there is at least one row (the original needed more than one
 test batch), each atomically (:func:`Engineering.outputs.files.atomic_write_bytes`). The ID columns are plain
 Python strings (object dtype) in the pickle, so that pandas 2.x readers (the companion tools) unpickle it without
 pandas 3's string dtype.

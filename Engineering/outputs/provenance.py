@@ -1,6 +1,6 @@
-"""Provenance attributes for the ROOT of ``emb.h5`` (outputs_and_consumers.md §4 item 5).
+"""Provenance attributes for the ROOT of ``emb.h5``.
 
-No consumer reads attributes (§2.3 item 2) and root attributes are invisible to ``visititems``, so they do not
+No consumer reads attributes and root attributes are invisible to ``visititems``, so they do not
 change what downstream tools see. Values are plain ``str``/``int`` so any HDF5 reader can show them. There is no
 timestamp: two runs of the same checkpoint give the same attributes, so incremental files stay mergeable
 (:func:`Engineering.outputs.latent_tables.union_emb_h5` keeps attributes on which all inputs agree).

@@ -1,4 +1,4 @@
-"""Accumulation of per-sample test results into the dense arrays of ``emb.h5``/``recon.h5`` (shell.md §6.1).
+"""Accumulation of per-sample test results into the dense arrays of ``emb.h5``/``recon.h5``.
 
 During testing every batch element is stored under its H5 key (``"<subID>/<fieldID>/<instanceID>/<series>"``)
 and its ``(i, j, k)`` indices inside that series. At test end each key becomes one dense array of shape
@@ -6,7 +6,7 @@ and its ``(i, j, k)`` indices inside that series. At test end each key becomes o
 
 One :class:`ResultHolder` collects the results of one output file. Holders of several DDP ranks are combined
 on rank 0 through :meth:`ResultHolder.state` / :meth:`ResultHolder.from_state` / :meth:`ResultHolder.merge`
-(DEFECT 22: the files are written once, by rank 0).
+(the files are written once, by rank 0; the original wrote them on every rank).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ STATE_VERSION = 1
 
 
 def as_numpy(values: torch.Tensor | np.ndarray | Sequence[Any]) -> np.ndarray:
-    """A CPU numpy view of ``values``; fp16/bf16 tensors are upcast to float32 first (shell.md §6.1)."""
+    """A CPU numpy view of ``values``; fp16/bf16 tensors are upcast to float32 first."""
     if isinstance(values, torch.Tensor):
         t = values.detach().cpu()
         if t.dtype in (torch.float16, torch.bfloat16):
@@ -79,7 +79,7 @@ class ResultHolder:
             indices: three sequences (i, j, k) of length B: the sample's position inside its series.
             values: (B, ...) array or tensor; ``values[b]`` is the sample's result (e.g. (L,) latent).
             only_subjects: if given, keep only samples whose subject ID (first key component) is *exactly* one
-                of these (recon.h5 subject selection; DEFECT 21 fixed: no substring test).
+                of these (recon.h5 subject selection; an exact match, unlike the original's substring test).
 
         Returns:
             The number of samples stored.
@@ -139,7 +139,7 @@ class ResultHolder:
     def to_dense(self) -> dict[str, np.ndarray]:
         """One NaN-prefilled array per key, shape (max_i+1, max_j+1, max_k+1, *value_shape).
 
-        dtype is float64, or complex64 when any value of the key is complex (shell.md §6.1).
+        dtype is float64, or complex64 when any value of the key is complex.
         """
         dense: dict[str, np.ndarray] = {}
         for key in self.keys():

@@ -1,4 +1,4 @@
-"""Gaussian diffusion and deterministic DDIM in paper notation (diffae.md §3), network-free.
+"""Gaussian diffusion and deterministic DDIM in paper notation, network-free.
 
 Notation (Ho et al. 2020; Song et al. 2021): ``betas`` β_t, ``alphas_cumprod`` ᾱ_t, ``x_start`` x_0,
 ``x_t`` the noised sample, ε the noise. All schedule arithmetic is float64 numpy; each coefficient is
@@ -22,7 +22,7 @@ Model = Callable[..., torch.Tensor]
 
 
 def linear_beta_schedule(T: int) -> np.ndarray:
-    """β = linspace(1e-4 · 1000/T, 0.02 · 1000/T, T) in float64 (diffae.md §3.1)."""
+    """β = linspace(1e-4 · 1000/T, 0.02 · 1000/T, T) in float64."""
     scale = 1000 / T
     return np.linspace(scale * 1e-4, scale * 0.02, T, dtype=np.float64)
 
@@ -33,7 +33,7 @@ def space_timesteps(T: int, K: int) -> list[int]:
     Examples: K = 20 -> [0, 50, ..., 950]; K = 5 -> [0, 200, 400, 600, 800].
 
     Raises:
-        ConfigError: if K is not in 1..T or no integer stride gives exactly K steps (naming K; D21 fixed).
+        ConfigError: if K is not in 1..T or no integer stride gives exactly K steps (naming K; docs/differences.md D21).
     """
     if not isinstance(K, int) or isinstance(K, bool) or not 1 <= K <= T:
         raise ConfigError(f"number of DDIM steps must be an integer in 1..{T}, got {K!r}")
@@ -118,7 +118,7 @@ class GaussianDiffusion:
         return cls.linear(int(conf.T))
 
     def respace(self, K: int) -> GaussianDiffusion:
-        """The K-step process on the ddimK grid (diffae.md §3.3): ᾱ'_i = ᾱ_{τ_i}, β'_i = 1 − ᾱ_{τ_i}/ᾱ_{τ_{i−1}}."""
+        """The K-step process on the ddimK grid: ᾱ'_i = ᾱ_{τ_i}, β'_i = 1 − ᾱ_{τ_i}/ᾱ_{τ_{i−1}}."""
         if K not in self._spaced:
             tau = space_timesteps(self.num_timesteps, K)
             abar = self.alphas_cumprod[tau]
@@ -160,7 +160,7 @@ class GaussianDiffusion:
         noise: torch.Tensor | None = None,
         cond: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
-        """Simple ε-MSE loss (diffae.md §3.2).
+        """Simple ε-MSE loss.
 
         The model sees detached x_t and x_start (it encodes x_start itself unless ``cond`` is given).
 
@@ -243,10 +243,11 @@ class GaussianDiffusion:
         steps: int,
         return_trajectory: bool = False,
     ) -> torch.Tensor | DDIMTrajectory:
-        """Decode x_T -> x_0 over the ``steps``-step grid (i = K−1 … 0, diffae.md §3.4).
+        """Decode x_T -> x_0 over the ``steps``-step grid (i = K−1 … 0).
 
         ``cond`` (B, E) is passed to every call; None makes the model encode nothing (the engine should
-        pass z_sem once instead of re-encoding per step, D19). Returns x_0 (B, ...) or a :class:`DDIMTrajectory`.
+        pass z_sem once instead of re-encoding per step; docs/differences.md D19).
+        Returns x_0 (B, ...) or a :class:`DDIMTrajectory`.
         """
         process = self.respace(steps)
         return process._loop(process.ddim_step, model, noise, cond, reversed(range(steps)), return_trajectory)
@@ -289,7 +290,7 @@ class GaussianDiffusion:
         steps: int,
         return_trajectory: bool = False,
     ) -> torch.Tensor | DDIMTrajectory:
-        """Invert x_0 -> x_T over the ``steps``-step grid (i = 0 … K−1, diffae.md §3.5).
+        """Invert x_0 -> x_T over the ``steps``-step grid (i = 0 … K−1).
 
         Because ᾱ'_next = 0 at the last step, the result is the ε̃ re-derived at the last grid timestep.
         Returns x_T (B, ...) or a :class:`DDIMTrajectory`.

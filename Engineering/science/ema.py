@@ -1,4 +1,4 @@
-"""Exponential moving average of network weights (diffae.md §4.2), shared by the DiffAE and latent engines."""
+"""Exponential moving average of network weights, shared by the DiffAE and latent engines."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def ema_update(target: nn.Module, source: nn.Module, decay: float) -> None:
     """In place, for every state-dict entry: ``target ← target · decay + source · (1 − decay)``.
 
     No warm-up or bias correction (the EMA starts equal to the initial weights). Non-floating entries are
-    copied. Call it once per optimiser step (with gradient accumulation, not once per batch; D4 fixed).
+    copied. Call it once per optimiser step (with gradient accumulation, not once per batch; docs/differences.md D4).
 
     Raises:
         ConfigError: if ``decay`` is outside [0, 1].

@@ -1,6 +1,6 @@
 """Image-quality metrics of the test stage: the per-image :class:`Evaluator` and the logged median SSIM.
 
-shell.md §6.4 / pythae.md §8. One row per 2-D image: per (sample, channel) for 2-D data (B, C, H, W) and per
+One row per 2-D image: per (sample, channel) for 2-D data (B, C, H, W) and per
 (sample, channel, depth index ``Slice``) for 3-D data (B, C, D, H, W). Images whose ground truth is all zero are
 skipped. Metric columns, in order: ``SSIM, MSSSIM, NRMSE, PSNR, UQI, SDofDiff``; a metric switched off in
 ``eval.metrics2use`` holds -1. Complex data get ``<metric>_mag`` and ``<metric>_phase`` plus ``Pearson_mag`` and
@@ -53,7 +53,7 @@ SSIM_WINDOW = 7
 
 
 def resolve_metrics2use(metrics2use: Mapping[str, Any] | None) -> dict[str, bool]:
-    """The on/off switch of each metric column; ``None`` or an empty mapping switches all six on (pythae.md §8)."""
+    """The on/off switch of each metric column; ``None`` or an empty mapping switches all six on."""
     if not metrics2use:
         return dict.fromkeys(METRIC_SWITCHES, True)
     valid = set(METRIC_SWITCHES.values())
@@ -108,7 +108,7 @@ def minmax(x: np.ndarray) -> np.ndarray:
 
 
 def pearson(x: np.ndarray, y: np.ndarray) -> float:
-    """Σ(x−x̄)(y−ȳ) / (sqrt(Σ(x−x̄)²·Σ(y−ȳ)²) + eps), eps = 1e-8 (pythae.md §8)."""
+    """Σ(x−x̄)(y−ȳ) / (sqrt(Σ(x−x̄)²·Σ(y−ȳ)²) + eps), eps = 1e-8."""
     dx, dy = x - x.mean(), y - y.mean()
     return float((dx * dy).sum() / (np.sqrt((dx * dx).sum() * (dy * dy).sum()) + PEARSON_EPS))
 
@@ -194,7 +194,7 @@ def score_image(
 
 @dataclass(frozen=True)
 class ImageTask:
-    """One 2-D image to score, carrying its own row labels (so skipping blanks cannot shift them; DEFECT 19)."""
+    """One 2-D image to score with its own row labels, so skipping blanks cannot shift them (unlike the original)."""
 
     labels: dict[str, Any]
     ids: tuple[str, str, str, str]
@@ -236,7 +236,7 @@ def _as_array(name: str, x: torch.Tensor | np.ndarray) -> np.ndarray:
 
 
 class Evaluator:
-    """Per-image reconstruction metrics of the test stage (shell.md §6.4).
+    """Per-image reconstruction metrics of the test stage.
 
     Args:
         metrics2use: YAML ``eval.metrics2use`` (keys ssim, msssim, nrmse, psnr, uqi, sddiff); None/empty = all on.
@@ -329,7 +329,7 @@ class Evaluator:
 def median_ssim(gt: torch.Tensor | np.ndarray, out: torch.Tensor | np.ndarray) -> float:
     """Median over (sample, channel) of SSIM (data_range 1): 2-D SSIM of (H, W) images, volumetric of (D, H, W).
 
-    The per-batch value logged as ``test_ssim`` (shell.md §6.7); complex inputs are scored on their magnitude.
+    The per-batch value logged as ``test_ssim``; complex inputs are scored on their magnitude.
     """
     g, o = _as_array("gt", gt), _as_array("out", out)
     if g.shape != o.shape or g.ndim not in (4, 5):

@@ -2,7 +2,7 @@
 
 Every spatial layer is made here from the number of spatial dims, so network code never names
 ``Conv2d``/``Conv3d`` directly and 2D versus 3D is decided in one place. Resampling takes an explicit
-``keep_depth`` switch: the original 3D networks resample only H and W and keep the depth axis (diffae.md §2.1, D8).
+``keep_depth`` switch: the original 3D networks resample only H and W and keep the depth axis (docs/differences.md D8).
 """
 
 from __future__ import annotations

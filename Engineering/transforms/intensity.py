@@ -31,7 +31,8 @@ class IntensityNorm:
     ``minmax*``: ``(x - vmin) / (vmax - vmin + eps)``; ``divbymax*``: ``x / (vmax + eps)``.
     (vmin, vmax) come from the sample's ``volmin``/``volmax`` when present (fetchMinMax and the HDF5 attributes),
     else from the current sample after crop/pad, padding included (faithful fallback).
-    The result is float32 (complex64 for complex data) whatever the attribute types (DEFECT 12 fixed).
+    The result is float32 (complex64 for complex data) whatever the attribute types (numpy 2 could
+    promote the original's result to float64).
     """
 
     def __init__(self, norm_type: str) -> None:

@@ -2,7 +2,7 @@
 
 Every transform takes and returns the sample dict of :class:`Engineering.data.h5dataset.H5SeriesDataset`
 (``sample["inp"]["data"]`` plus an optional ``sample["inp"]["mask"]``). A mask is moved together with the data,
-so it always has the data's shape (DEFECT 14/15 of the original fixed).
+so it always has the data's shape (the original did not flip or crop the mask).
 """
 
 from __future__ import annotations
@@ -58,7 +58,8 @@ class CropOrPad:
     """Centre crop / zero pad to ``size`` (spatial shape, e.g. (50, 128, 128) or (128, 128)).
 
     An array with one axis more than ``size`` has a leading channel axis that is left untouched.
-    A target of 0 keeps that axis on every axis (DEFECT 13 fixed). Input/output: numpy ``(…size)`` or ``(C, …size)``.
+    A target of 0 keeps that axis on every axis (the original cropped a third axis to length 0).
+    Input/output: numpy ``(…size)`` or ``(C, …size)``.
     """
 
     def __init__(self, size: Sequence[int]) -> None:

@@ -1,4 +1,4 @@
-"""The shipped YAML configs and data JSONs (shell.md §3)."""
+"""The shipped YAML configs and data JSONs."""
 
 from __future__ import annotations
 

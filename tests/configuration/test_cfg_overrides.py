@@ -1,4 +1,4 @@
-"""The § override tokeniser and the YAML/JSON path overrides (shell.md §2.2–2.6, DEFECTs 1–4 fixed)."""
+"""The § override tokeniser and the YAML/JSON path overrides (with the original's tokeniser bugs fixed)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def _cfg() -> dict[str, Any]:
     }
 
 
-# §2.6 worked examples: tokens → tokeniser result → the config after the YAML overrides (DEFECT rows fixed).
+# Worked examples: tokens → tokeniser result → the config after the YAML overrides (the original's bugs fixed).
 WORKED = [
     (["--training§LRDecay§type1§decay_rate", "0.15"], {"training§LRDecay§type1§decay_rate": 0.15},
      ("training", "LRDecay", "type1", "decay_rate"), 0.15),
@@ -32,8 +32,8 @@ WORKED = [
     (["--brand§new§path", "1e-3"], {"brand§new§path": 0.001}, ("brand", "new", "path"), 0.001),
     (["--seed", "2023"], {"seed": 2023}, ("seed",), 2023),
     (["--training§x", "y"], {"training§x": True}, ("training", "x"), True),
-    (["--training§x", "[1,2]"], {"training§x": [1, 2]}, ("training", "x"), [1, 2]),  # DEFECT 3 fixed
-    (["--training§x", "-5"], {"training§x": -5}, ("training", "x"), -5),  # DEFECT 2 fixed
+    (["--training§x", "[1,2]"], {"training§x": [1, 2]}, ("training", "x"), [1, 2]),  # the original kept the string
+    (["--training§x", "-5"], {"training§x": -5}, ("training", "x"), -5),  # the original read -5 as a flag
 ]  # fmt: skip
 
 
@@ -73,7 +73,7 @@ def test_json_examples(tokens: list[str], expected: dict[str, Any]) -> None:
     assert tokenise(tokens) == expected
 
 
-def test_bare_flags_strip_exactly_the_no_prefix() -> None:  # DEFECT 1 fixed
+def test_bare_flags_strip_exactly_the_no_prefix() -> None:
     assert tokenise(["--normalise"]) == {"normalise": True}
     assert tokenise(["--no-noise"]) == {"noise": False}
     assert tokenise(["--no-normalise", "--x"]) == {"normalise": False, "x": True}
@@ -146,7 +146,7 @@ def test_yaml_overrides_skip_json_keys_and_vice_versa() -> None:
     assert cfg["seed"] == 3 and "json" not in cfg and js == {"save_path": "/x"}
 
 
-def test_json_overrides_are_nested() -> None:  # DEFECT 4 fixed
+def test_json_overrides_are_nested() -> None:
     js = {"DS_sanity_filters": {"dim1": 50}, "save_path": "../Results"}
     assert apply_json_overrides(js, tokenise(["--json§DS_sanity_filters§dim1", "30"])) == []
     assert js == {"DS_sanity_filters": {"dim1": 30}, "save_path": "../Results"}

@@ -1,4 +1,4 @@
-"""H5SeriesDataset: selection (§5.3), indexing (§5.5), the §5.6 worked cases, cache, handles, masks, phenotypes."""
+"""H5SeriesDataset: selection, indexing, worked cases, cache, handles, masks, phenotypes."""
 
 from __future__ import annotations
 
@@ -198,7 +198,7 @@ def test_handle_opened_once_per_process(tmp_path, monkeypatch):
 
 
 def test_cache_written_reused_and_invalidated(tmp_path, monkeypatch):
-    folder = tmp_path / "x.h5"  # DEFECT 29: only the file suffix is replaced
+    folder = tmp_path / "x.h5"  # only the file suffix is replaced
     folder.mkdir()
     path = _file(folder, {"1/f/i/primary": _arr((1, 2, 1, 4, 4))})
     first = H5SeriesDataset(path, None, DatasetOptions())

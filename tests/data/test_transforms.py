@@ -1,4 +1,4 @@
-"""Transforms of §5.7–5.8 against hand-computed values, plus the golden DiffAE normalisation."""
+"""Spatial and intensity transforms against hand-computed values, plus the golden DiffAE normalisation."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""main_recon.py with the LSTM wrapper end to end: cine frames stacked along the channel axis ("time as channels",
-shell.md §5.6) feed the wrapped custom FactorVAE; one latent per series is written to emb.h5."""
+"""main_recon.py with the LSTM wrapper end to end: cine frames stacked along the channel axis ("time as
+channels") feed the wrapped custom FactorVAE; one latent per series is written to emb.h5."""
 
 from __future__ import annotations
 

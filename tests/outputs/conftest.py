@@ -1,6 +1,6 @@
 """Latents written by real tiny training runs, shared by the consumer and GWAS tests (trained once per session).
 
-The demo data (tests/demo_args.py) is changed to hold the §3.3 cases the consumers care about: one subject has
+The demo data (tests/demo_args.py) is changed to hold the cases the consumers care about: one subject has
 visit 3 only, two have visits 2 and 3, and one instance group is empty. Two seeds (run names ``…mulseed_<seed>…``)
 of the tiny 3D DiffAE are trained for one epoch on every series and then infer the whole file into
 ``Output_fullDS`` (emb.h5; the first seed also recon.h5 of two subjects and metrics.csv).

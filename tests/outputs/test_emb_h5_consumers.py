@@ -1,7 +1,7 @@
-"""outputs_and_consumers.md §3.2: the emb.h5 of a real tiny training run (tests/outputs/conftest.py) passes the
+"""The emb.h5 of a real tiny training run (tests/outputs/conftest.py) passes the
 structural checks and the re-stated consumer behaviours (per-scan table, legacy emb.npy, GWAS phenotype TSV,
 multi-seed merge, incremental-run merge, 4-way key split, recon/metrics siblings), and our own export equals them
-(check 13). The consumers are re-stated from the spec."""
+The consumers are re-stated from the original's documentation."""
 
 from __future__ import annotations
 

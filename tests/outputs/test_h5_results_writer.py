@@ -40,7 +40,7 @@ def test_existing_file_is_replaced_and_root_attrs_are_optional(tmp_path: Path) -
     write_results_h5(path, _dense(KEY), attrs={"imlatent_version": "0.1.0"})
     with h5py.File(path, "r") as f:
         assert list(f) == ["1000001"] and f.attrs["imlatent_version"] == "0.1.0"
-    assert check_emb_h5(path, latent_dim=L) == []  # root attributes are allowed by §2.3.2
+    assert check_emb_h5(path, latent_dim=L) == []  # root attributes are allowed: no consumer reads them
 
 
 def test_empty_mapping_gives_an_empty_file(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Evaluator rows (shell.md §6.4, DEFECT 19), median_ssim (§6.7) and metrics.csv/.pkl writing (DEFECT 20)."""
+"""Evaluator rows (labels stay with their image), median_ssim and metrics.csv/.pkl writing (also for one batch)."""
 
 from __future__ import annotations
 

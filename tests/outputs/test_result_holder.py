@@ -1,4 +1,4 @@
-"""ResultHolder: accumulation into NaN-prefilled dense arrays, recon subject filter, DDP merge (shell.md §6.1)."""
+"""ResultHolder: accumulation into NaN-prefilled dense arrays, recon subject filter, DDP merge."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Diffusion math against closed forms, without a network (diffae.md §3)."""
+"""Diffusion math against closed forms, without a network."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""DiffAEConfig: template defaults, override order and validation messages (diffae.md §1)."""
+"""DiffAEConfig: template defaults, override order and validation messages."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""EMA update helper (diffae.md §4.2)."""
+"""EMA update helper."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Complex-valued layers, losses and models (pythae.md §3.5, §4.6) on plain torch complex tensors."""
+"""Complex-valued layers, losses and models on plain torch complex tensors."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ def test_activations_keep_phase() -> None:
 def test_reconstruction_losses_by_hand() -> None:
     x = torch.zeros(2, 1, 2, 2, dtype=torch.cfloat)
     recon = torch.full((2, 1, 2, 2), 1 + 1j, dtype=torch.cfloat)
-    # over the whole batch (8 elements): Σ|Re| = 8, Σ|Im| = 8, Σ||x|−|x̂|| = 8√2 (FAITHFUL DEFECT-20: not per sample)
+    # over the whole batch (8 elements): Σ|Re| = 8, Σ|Im| = 8, Σ||x|−|x̂|| = 8√2 (as in the original)
     assert torch.allclose(crecon(recon, x), torch.tensor(16 + 8 * math.sqrt(2)))
     assert torch.allclose(basel1(recon, x), torch.full((2,), 4 * math.sqrt(2)))
     assert torch.allclose(cvae_reconstruction("basel1mean", recon, x), torch.tensor(math.sqrt(2)))

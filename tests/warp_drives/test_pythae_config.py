@@ -1,4 +1,4 @@
-"""Config resolution of the pythae station (pythae.md §2.3) and the registry's name rules."""
+"""Config resolution of the pythae station and the registry's name rules."""
 
 from __future__ import annotations
 
@@ -36,10 +36,10 @@ def test_default_file_values_and_latent_override() -> None:
 
 
 def test_input_dim_has_channel_axis() -> None:
-    """DEFECT-4 fix: pythae sees (C, *spatial)."""
+    """pythae sees (C, *spatial)."""
     r = resolve_config(resolve_model("vamp"), (16, 16, 16), 2, 8, {}, "")
     assert r.config.input_dim == (2, 16, 16, 16) and r.spatial_shape == (16, 16, 16) and r.dims == 3
-    assert r.n_features == 64 and r.nn == "convnet"  # station defaults (DEFECT-31: convnet)
+    assert r.n_features == 64 and r.nn == "convnet"  # station defaults (convnet)
 
 
 def test_per_model_and_top_level_overrides() -> None:
@@ -79,7 +79,7 @@ def test_values_are_validated() -> None:
 
 @pytest.mark.parametrize("name", ["factor_vae", "vae", "rhvae", "aae"])
 def test_l1_falls_back_to_mse_on_pythae_models(name: str, caplog: pytest.LogCaptureFixture) -> None:
-    """DEFECT-2 fix: the YAML's l1 trains built-in models with mse and says so (the original crashed)."""
+    """The YAML's l1 trains built-in models with mse and says so (the original crashed)."""
     with caplog.at_level("WARNING", logger="imlatent.pythae"):
         r = resolve(name, reconstruction_loss="l1")
     assert r.reconstruction_loss == "mse" and r.config.reconstruction_loss == "mse"
@@ -96,7 +96,7 @@ def test_other_unsupported_losses_are_refused(name: str) -> None:
 
 @pytest.mark.parametrize("name", ["ae", "wae", "rae_gp", "rae_l2", "vqvae", "vaegan", "msssim_vae"])
 def test_models_with_own_loss_ignore_the_setting(name: str) -> None:
-    """DEFECT-3 fix: these models no longer crash on the YAML's reconstruction_loss."""
+    """These models no longer crash on the YAML's reconstruction_loss."""
     assert resolve(name, reconstruction_loss="l1").reconstruction_loss is None
 
 
@@ -107,7 +107,7 @@ def test_reconstruction_loss_precedence() -> None:
 
 
 def test_pythae_config_path() -> None:
-    """DEFECT-6: the repo's gamma JSONs load (leniently); built-in factor_vae then trains their l1 as mse."""
+    """The repo's gamma JSONs load (leniently); built-in factor_vae then trains their l1 as mse."""
     assert resolve("factor_vae", pythae_config="factor_vae_config_gammaHalf.json").reconstruction_loss == "mse"
     r = resolve("factor_vae", -1, "factor_vae_config_gammaQuarter.json", reconstruction_loss="mse")
     assert r.config.gamma == 0.25 and r.latent_dim == 128

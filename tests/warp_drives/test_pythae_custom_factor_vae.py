@@ -1,4 +1,4 @@
-"""Custom FactorVAE (pythae.md §4.1): l1/mse/bce losses without pythae's ½, odd-batch halves, config loading."""
+"""Custom FactorVAE: l1/mse/bce losses without pythae's ½, odd-batch halves, config loading."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def test_summed_losses_have_no_half() -> None:
 
 
 def test_gamma_json_loads_for_custom_model() -> None:
-    """DEFECT-6: the repo's gammaHalf JSON (l1, gamma 0.5, latent 128) works with the custom model."""
+    """The repo's gammaHalf JSON (l1, gamma 0.5, latent 128) works with the custom model."""
     st = PythaeStation.from_options(
         "custom_factor_vae", (16, 16), 1, False, -1, {"n_features": 4}, "factor_vae_config_gammaQuarter.json"
     )

@@ -1,4 +1,4 @@
-"""Ultra models (pythae.md §4.2–§4.4): phenotype head, CE noise branch, UltraFactorVAE optimiser plan, errors."""
+"""Ultra models: phenotype head, CE noise branch, UltraFactorVAE optimiser plan, errors."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def station(name: str, dim: str = "2d", **settings: object) -> PythaeStation:
 def test_forward_backward_predict_with_phenotypes(name: str, dim: str) -> None:
     torch.manual_seed(0)
     st = station(name, dim)
-    assert st.resolved.config.lambda_pheno_loss == 2.0  # DEFECT-17: the YAML spelling is accepted
+    assert st.resolved.config.lambda_pheno_loss == 2.0  # the original YAML's spelling is accepted
     x = torch.rand(4, 1, *SHAPES[dim])
     out = st(x, extras={"phenotypes": torch.randn(4, 3)})
     assert out.pheno_loss > 0 and torch.isfinite(out.loss)

@@ -1,4 +1,4 @@
-"""iVAE / IDVAE / CI-iVAE (pythae.md §4.5): closed-form loss terms, the CI table, training, errors."""
+"""iVAE / IDVAE / CI-iVAE: closed-form loss terms, the CI table, training, errors."""
 
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ def test_each_mode_trains_without_touching_the_batch(mode: str, dim: str) -> Non
     x = torch.rand(4, 1, *SHAPES[dim])
     original = x.clone()
     out = st(x, extras={"phenotypes": torch.randn(4, 3)})
-    assert torch.equal(x, original)  # DEFECT-18: the noise goes to a copy
+    assert torch.equal(x, original)  # the noise goes to a copy
     terms = set(st.loss_terms(out))
     expected = {"iVAE": set(), "IDVAE": {"loss_kl_cond"}, "CI-iVAE": {"loss_elbo_VAE_with_label_prior"}}[mode]
     assert terms == {"loss", "loss_elbo_iVAE"} | expected and torch.isfinite(out.loss)

@@ -1,4 +1,4 @@
-"""LSTM wrapper (pythae.md §5, DEFECT-7 fixed): shapes, loss, no subject mixing, engine training step, errors."""
+"""LSTM wrapper (the original's intended behaviour): shapes, loss, no subject mixing, engine training step, errors."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def test_forward_loss_and_predict_shapes(bidirectional: bool, d: int, dim3: bool
 
 
 def test_last_hidden_is_repeated_per_subject_without_mixing() -> None:
-    """DEFECT-7: every decoder step of subject b sees subject b's last hidden state (both directions)."""
+    """Every decoder step of subject b sees subject b's last hidden state (both directions)."""
     torch.manual_seed(0)
     st = station().eval()
     seen = {}

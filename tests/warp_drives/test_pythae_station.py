@@ -101,7 +101,7 @@ def test_optimiser_plans() -> None:
 
 
 def test_base_model_is_stepped_and_accumulates() -> None:
-    """DEFECT-1 fix: base models are stepped; with step=False the gradients accumulate and nothing moves."""
+    """Base models are stepped (unlike the original); with step=False the gradients accumulate and nothing moves."""
     torch.manual_seed(0)
     station = make_station("vae", "2d")
     opt = torch.optim.SGD(station.parameters(), lr=0.1)
@@ -116,7 +116,7 @@ def test_base_model_is_stepped_and_accumulates() -> None:
 
 
 def test_adversarial_step_keeps_discriminator_quirk() -> None:
-    """FAITHFUL (DEFECT-11): no zeroing between the two backward calls, unlike pythae's trainer."""
+    """As in the original: no zeroing between the two backward calls, unlike pythae's trainer."""
     torch.manual_seed(0)
     faithful = make_station("factor_vae", "2d")
     pythae_like = copy.deepcopy(faithful)
@@ -148,7 +148,7 @@ def test_manual_step_checks_optimiser_count_and_uses_hooks() -> None:
 
 
 def test_loss_terms_and_epoch_kwarg_reach_the_model() -> None:
-    """DEFECT-10 fix: ``epoch`` reaches DisentangledBetaVAE (capacity C warms up from 0)."""
+    """``epoch`` reaches DisentangledBetaVAE (capacity C warms up from 0)."""
     station = make_station("disentangled_beta_vae", "2d").eval()
     x = batch("2d")
     losses = []

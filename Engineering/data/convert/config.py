@@ -1,4 +1,4 @@
-"""Per-field conversion settings (outputs_and_consumers §1.3) and the series-key rules of §1.5 step 4.
+"""Per-field conversion settings and the series-key rules.
 
 A YAML like the original ``meta.yaml`` is keyed by ``F<fieldID>``; each block holds ``desctags`` (``primary_data``,
 ``primary_data_tags``, ``auxiliary_data``, ``auxiliary_data_tags``) and the flags ``multi_primary``, ``repeat_acq``,

@@ -1,4 +1,4 @@
-"""DICOM → input HDF5 (outputs_and_consumers §1.1–1.5, §1.12).
+"""DICOM → input HDF5.
 
 Sources ("visits"), each becoming the group ``<patientID>/<fieldID>/<instanceID>``:
 
@@ -274,7 +274,7 @@ def _series_order(frames: list[Frame]) -> tuple[float, str, str]:
 
 
 def group_attrs(frames: list[Frame], manifest: pd.DataFrame | None, where: str, n_series: int) -> dict[str, Any]:
-    """Group attributes (§1.4) from the manifest, else from the first file's tags; ``""`` when unknown."""
+    """Group attributes from the manifest, else from the first file's tags; ``""`` when unknown."""
     attrs: dict[str, Any] = {}
     first = frames[0].ds
     for attr, (column, keyword) in GROUP_ATTRS.items():

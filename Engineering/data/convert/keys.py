@@ -1,8 +1,8 @@
-"""Series keys inside one instance group (§1.5 steps 4 and 6): repeat suffixes and stacking.
+"""Series keys inside one instance group: repeat suffixes and stacking.
 
-Repeats of a description get ``_0``, ``_1``, … in the order series are added (DEFECT fixed: the suffix is built from
-the count of that base key, never by replacing ``"_0"`` substrings). A *different* description that maps to an
-existing key is concatenated along ``stack_dim`` when one is configured.
+Repeats of a description get ``_0``, ``_1``, … in the order series are added (unlike the original, the suffix is
+built from the count of that base key, never by replacing ``"_0"`` substrings). A *different* description that maps to
+an existing key is concatenated along ``stack_dim`` when one is configured.
 """
 
 from __future__ import annotations

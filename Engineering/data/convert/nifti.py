@@ -1,4 +1,4 @@
-"""NIfTI (2-D to 5-D, nibabel) → input HDF5 (§1.12).
+"""NIfTI (2-D to 5-D, nibabel) → input HDF5.
 
 Files are mapped to ``patient/field/instance/key`` by a CSV (columns ``path, patient, field, instance, key``; paths
 relative to the CSV's folder) or by a regular expression with named groups ``patient`` and optionally ``field``,

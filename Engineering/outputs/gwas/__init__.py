@@ -1,4 +1,4 @@
-"""From several seeds' ``emb.h5`` to a GWAS-ready phenotype folder (outputs_and_consumers.md §4).
+"""From several seeds' ``emb.h5`` to a GWAS-ready phenotype folder.
 
 Parts, usable on their own: :mod:`.phenotypes` (key join, visit policy, inverse-normal transform, column names),
 :mod:`.reproducibility` (cross-seed best-match correlations, selection, similarity files, plots), :mod:`.merging`

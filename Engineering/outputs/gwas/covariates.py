@@ -1,4 +1,4 @@
-"""A user's covariate table joined by subject ID into a regenie ``--covarFile`` (§4: the paper's seven covariates).
+"""A user's covariate table joined by subject ID into a regenie ``--covarFile`` (the paper's seven covariates).
 
 The input is CSV (``.csv``), tab-separated (``.tsv``) or whitespace-separated (anything else, e.g. PLINK's
 ``.cov``/``.txt``), one row per subject, with an integer ID column (``IID``, else ``FID``, ``eid`` or ``f.eid``, or the

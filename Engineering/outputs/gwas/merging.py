@@ -1,4 +1,4 @@
-"""Aligning seeds column-to-column and merging them into one latent set (§2.2 merge_latents, §4 alternatives).
+"""Aligning seeds column-to-column and merging them into one latent set (companion ``merge_latents`` and alternatives).
 
 - Alignment: Hungarian matching (``scipy.optimize.linear_sum_assignment``) of each seed's columns to the first
   seed's on |cosine similarity| of the raw latents (scikit-learn), with the sign flipped where the cosine is

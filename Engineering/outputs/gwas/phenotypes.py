@@ -1,4 +1,4 @@
-"""Per-subject latent phenotype tables of several seeds (outputs_and_consumers.md §4 item 1, §2.2 prep_latents).
+"""Per-subject latent phenotype tables of several seeds (as the companion's ``prep_latents``).
 
 The runs' ``emb.h5`` files are joined **by key** (subject, field, instance, data tag), never by row position; a
 run that lacks a series gets ``NA`` there. The visit policy is then applied to the union of keys, so every column of

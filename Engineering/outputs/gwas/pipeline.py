@@ -1,4 +1,4 @@
-"""emb.h5 of several seeds → a GWAS-ready folder in one call (outputs_and_consumers.md §4); see :func:`prepare_gwas`.
+"""emb.h5 of several seeds → a GWAS-ready folder in one call; see :func:`prepare_gwas`.
 
 Everything is computed and written into a hidden staging folder next to ``out`` first, then moved in: a failure leaves
 ``out`` as it was.

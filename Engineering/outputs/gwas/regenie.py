@@ -1,4 +1,4 @@
-"""The regenie step-1/step-2 script and phenotype list for the prepared folder (§2.2 engagers, §4: regenie v3,
+"""The regenie step-1/step-2 script and phenotype list for the prepared folder (as the companion's engagers: regenie v3,
 INFO ≥ 0.3, minimum MAC 100). We write the files; the user runs them where the genotypes are."""
 
 from __future__ import annotations

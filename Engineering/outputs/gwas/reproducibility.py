@@ -1,4 +1,4 @@
-"""Cross-seed reproducibility of latent columns and the selection of the reproducible ones (§2.2, §4).
+"""Cross-seed reproducibility of latent columns and the selection of the reproducible ones.
 
 For every pair of seeds, |Pearson r| between all their columns over the subjects both have (raw latents, the rows
 of the phenotype table). A column's best match in another seed is the column with the largest |r|.

@@ -1,6 +1,6 @@
-"""Perceptual losses: ``--lossID -1`` (the original's in-house networks) and ``-2`` (LPIPS), pythae.md §6.3.
+"""Perceptual losses: ``--lossID -1`` (the original's in-house networks) and ``-2`` (LPIPS).
 
-Both compare feature maps of a frozen network. The network is kept outside the module tree (DEFECT-24 fixed): it is
+Both compare feature maps of a frozen network. The network is kept outside the module tree (unlike the original): it is
 never in a state dict or checkpoint, ``.train()`` never reaches it (it stays in eval mode, so BatchNorm statistics
 do not drift), and it follows the input to its device on use. Its weights come from files the user has; nothing is
 downloaded.
@@ -13,8 +13,8 @@ In-house networks (``--ploss_model``; the weights file is ``--ploss_weights``, b
 * ``med1ch2D.UNet``: the encoder of a 2-D UNet (depth 5, wf 6, padding, no BatchNorm): blocks down_path[0], then
   [AvgPool2d 2, down_path[i]] for i = 1..3 (at most 4 levels). Keys ``down_path.<i>.block.{0,2}.*``.
 
-The spec gives the architectures but not the key names of the original's weight files (their contents were not
-available); the names above follow the usual layout of these two published UNets, and a file without them is
+The original's documentation gives the architectures but not the key names of its weight files (their contents
+were not available); the names above follow the usual layout of these two published UNets, and a file without them is
 refused with the first missing key.
 """
 
@@ -39,7 +39,7 @@ PERCEPTUAL_MODELS: dict[str, tuple[int, int, str]] = {
     "med1ch2D.UNet": (2, 4, "pretrained_weights_1ch/SimpleU_IXIT2_Base_d1p75_t0_n10_dir01_5depth_L1Loss_best.pth.tar"),
 }
 FILTERS = (64, 128, 256, 512, 1024)
-#: --ploss_type -> feature distance (SSIM modes as 1 − similarity: DEFECT-23 fixed)
+#: --ploss_type -> feature distance (SSIM modes as 1 − similarity; the original used the similarity itself)
 FEATURE_LOSSES: dict[str, type[nn.Module]] = {
     "L1": nn.L1Loss,
     "SSIM3D": SSIMLoss,

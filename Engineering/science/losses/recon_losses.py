@@ -1,4 +1,4 @@
-"""Per-sample reconstruction losses usable as pythae ``custom``/``custom_masked`` losses (pythae.md §6.2)."""
+"""Per-sample reconstruction losses usable as pythae ``custom``/``custom_masked`` losses."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ class MaskedReconLoss(nn.Module):
 class ChannelVarWeightedLoss(nn.Module):
     """Error weighted by 1 + the channel variance of the target, summed per sample: ``forward(input, target) -> (B,)``.
 
-    DEFECT-21 fixed: the population variance (``unbiased=False``) keeps single-channel data finite (weights = 1).
+    Unlike the original, the population variance (``unbiased=False``) keeps single-channel data finite (weights = 1).
     """
 
     def __init__(self, loss_fn: str = "mse") -> None:

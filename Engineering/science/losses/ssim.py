@@ -1,4 +1,4 @@
-"""SSIM and MS-SSIM for 2-D and 3-D tensors, and their loss forms (1 − similarity), pythae.md §6.4.
+"""SSIM and MS-SSIM for 2-D and 3-D tensors, and their loss forms (1 − similarity).
 
 Same definition as pytorch_msssim (Gaussian window 11, σ 1.5, valid filtering, K = (0.01, 0.03)); axes shorter
 than the window are not smoothed. MS-SSIM uses the 5 standard scale weights and needs every spatial side to be
@@ -84,7 +84,7 @@ def ms_ssim(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0, win_size:
 
 
 class SSIMLoss(nn.Module):
-    """1 − SSIM (DEFECT-22/23 fixed: a similarity is turned into a loss)."""
+    """1 − SSIM (a similarity is turned into a loss; the original minimised the similarity)."""
 
     def __init__(self, data_range: float = 1.0) -> None:
         super().__init__()

@@ -1,7 +1,7 @@
 """Building blocks of the DiffAE networks: ResBlock, AttentionBlock and the timestep-aware Sequential.
 
-Sub-module registration order defines the state-dict order, which must equal the original's
-(diffae.md §2.2-§2.4), so attributes are created in exactly that order.
+Sub-module registration order defines the state-dict order, which must equal the original's,
+so attributes are created in exactly that order.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ class TimestepEmbedSequential(nn.Sequential):
 
 
 class ResBlock(TimestepBlock):
-    """Residual block, optionally conditioned on time (scale+shift) and z_sem (scale), diffae.md §2.2.
+    """Residual block, optionally conditioned on time (scale+shift) and z_sem (scale).
 
     Input (B, C_in [+ C_lateral], *S) -> output (B, C_out, *S'), where S' = S, or S resampled by 2 when
     ``up``/``down`` (depth kept in 3D when ``keep_depth``).
@@ -149,7 +149,7 @@ class ResBlock(TimestepBlock):
         return self.skip_connection(x) + h
 
     def _modulate(self, h: torch.Tensor, emb: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
-        """GN -> time scale/shift -> z_sem scale -> SiLU -> Dropout -> conv (diffae.md §2.2 step 4)."""
+        """GN -> time scale/shift -> z_sem scale -> SiLU -> Dropout -> conv."""
         extra = (1,) * (h.ndim - 2)
         scale, shift = self.emb_layers(emb).type(h.dtype).view(*emb.shape[:1], -1, *extra).chunk(2, dim=1)
         h = self.out_layers[0](h)
@@ -165,7 +165,7 @@ ATTENTION_MODES = ("sdpa", "math")
 
 
 class AttentionBlock(nn.Module):
-    """Single-head self-attention over all spatial positions (legacy qkv order), diffae.md §2.3.
+    """Single-head self-attention over all spatial positions (legacy qkv order).
 
     (B, C, *S) -> (B, C, *S); the T = prod(S) positions are the tokens. ``mode`` "sdpa" computes the same function
     with :func:`torch.nn.functional.scaled_dot_product_attention` (CPU flash kernel; flash or memory-efficient

@@ -1,4 +1,4 @@
-"""Typed DiffAE configuration: the ``ukbb_autoenc`` template (diffae.md §1.1) and its run-time resolution (§1.2-§1.3).
+"""Typed DiffAE configuration: the ``ukbb_autoenc`` template and its run-time resolution.
 
 The defaults below are the template values (TrainConfig defaults where the template leaves a field alone).
 :meth:`DiffAEConfig.from_run` applies the override order of the original engine constructor:
@@ -55,7 +55,7 @@ class DiffAEConfig:
     net_beatgans_resnet_cond_channels: int | None = None
     net_enc_pool: str = "adaptivenonzero"
     dropout: float = 0.1
-    # Resampling keeps the depth axis in 3D (the original's behaviour, D8); False halves depth too.
+    # Resampling keeps the depth axis in 3D (the original's behaviour, docs/differences.md D8); False halves depth too.
     keep_depth: bool = True
     # Execution only (the state dict is the same): "sdpa" fused attention, "math" the original's formula bit for
     # bit; grad_checkpoint recomputes res/attention block activations in backward (less memory, more time).
@@ -112,15 +112,15 @@ class DiffAEConfig:
         test_with_TEval: bool = True,
         accum_batches: int = 1,
     ) -> DiffAEConfig:
-        """Resolve a run's configuration (diffae.md §1.3).
+        """Resolve a run's configuration.
 
         Args:
             is3D, in_channels, out_channels, input_shape, batch_size, lr: CLI values.
-            latent_dim: YAML ``model.latent_dim`` (embed/style width); must be a positive int (D9).
+            latent_dim: YAML ``model.latent_dim`` (embed/style width); must be a positive int (docs/differences.md D9).
             fp16: ``ampmode not in {"32", "32-true"}``.
             yaml_overrides: YAML ``model.DiffAE`` mapping, written over the template.
             test_with_TEval: if True, ``T_inv = T_step = T_eval`` (applied after the YAML).
-            accum_batches: gradient-accumulation factor; the EMA steps once per optimiser step (D4 fixed).
+            accum_batches: gradient-accumulation factor; the EMA steps once per optimiser step (docs/differences.md D4).
 
         Raises:
             ConfigError: unknown YAML key, wrongly typed value, or invalid shape/step count.
@@ -154,7 +154,7 @@ class DiffAEConfig:
             setattr(self, key, _coerce(key, value, types[key], getattr(self, key)))
 
     def _refresh(self) -> None:
-        """Derived values (original ``refresh_values``): img_size over ALL axes (D7), dims, GN group limit."""
+        """Derived values (original ``refresh_values``): img_size over ALL axes (differences.md D7), dims, GN limit."""
         self.img_size = max(self.input_shape)
         self.n_dims = 3 if self.is3D else 2
         self.group_norm_limit = min(32, self.net_ch)
@@ -197,7 +197,7 @@ class DiffAEConfig:
         check_input_shape(self.input_shape, self.is3D, self.keep_depth, self.net_ch_mult, self.net_enc_channel_mult)
 
     def attention_levels(self) -> list[int]:
-        """UNet levels with attention blocks, placed by the nominal counter from ``img_size`` (D7)."""
+        """UNet levels with attention blocks, placed by the nominal counter from ``img_size`` (differences.md D7)."""
         return attention_levels(self.img_size, len(self.net_ch_mult), self.net_attn)
 
 

@@ -1,4 +1,4 @@
-"""Which input shapes the DiffAE network can take, derived from the network that will be built (diffae.md §2.5-§2.7).
+"""Which input shapes the DiffAE network can take, derived from the network that will be built.
 
 Per resampled axis (H and W; depth too when ``keep_depth`` is off):
 
@@ -9,9 +9,9 @@ Per resampled axis (H and W; depth too when ``keep_depth`` is off):
   final size), so the axis only needs to stay at least 1 at the end: ``size >= 2^(len(net_enc_channel_mult) - 1)``.
 
 Nothing else restricts the size: attention is placed by a nominal counter that starts at ``max(input_shape)``
-(all axes, depth included) and halves per level (D7), so it decides which attention blocks and state-dict keys
-exist, never whether a shape fits. For the template (5 UNet levels, 6 encoder levels) the rule is "a multiple of
-16, at least 32", as diffae.md §2.7 states; 80, 96, 112, 144 and 160 are all valid.
+(all axes, depth included) and halves per level (docs/differences.md D7), so it decides which attention blocks and
+state-dict keys exist, never whether a shape fits. For the template (5 UNet levels, 6 encoder levels) the rule is
+"a multiple of 16, at least 32", as the original's documentation states; 80, 96, 112, 144 and 160 are all valid.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def axis_rule(net_ch_mult: Sequence[int], net_enc_channel_mult: Sequence[int]) -
 
 
 def resampled_axes(ndim: int, is3D: bool, keep_depth: bool) -> tuple[int, ...]:
-    """Indices of the axes that the network resamples (depth is kept in 3D by default, D8)."""
+    """Indices of the axes that the network resamples (depth is kept in 3D by default, docs/differences.md D8)."""
     return tuple(range(1 if (is3D and keep_depth) else 0, ndim))
 
 

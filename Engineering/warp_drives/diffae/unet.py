@@ -1,4 +1,4 @@
-"""The DiffAE networks: semantic encoder ("half UNet") and the autoencoding denoiser UNet (diffae.md §2.5-§2.6).
+"""The DiffAE networks: semantic encoder ("half UNet") and the autoencoding denoiser UNet.
 
 Both are built level by level from :func:`_encoder_level`; the module names and registration order give the
 original state-dict keys (``time_embed.time_embed.*``, ``input_blocks.*``, ``middle_block.*``,
@@ -121,7 +121,7 @@ def _build_down_path(spec: UNetSpec) -> tuple[nn.ModuleList, TimestepEmbedSequen
 
 
 class SemanticEncoder(nn.Module):
-    """Half UNet with unconditioned ResBlocks: (B, C_in, *S) -> z_sem (B, out_channels), diffae.md §2.6."""
+    """Half UNet with unconditioned ResBlocks: (B, C_in, *S) -> z_sem (B, out_channels)."""
 
     def __init__(self, spec: UNetSpec, out_channels: int) -> None:
         super().__init__()

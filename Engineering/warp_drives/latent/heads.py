@@ -1,4 +1,4 @@
-"""The latent head (pythae.md §9): ``modelID`` 0 is one ``nn.Linear(in_channels, n_outputs)``, −1 the identity.
+"""The latent head: ``modelID`` 0 is one ``nn.Linear(in_channels, n_outputs)``, −1 the identity.
 
 For regression ``n_outputs`` is the number of phenotype columns; for classification it is the number of classes
 (logits). The EMA shadow is a frozen deep copy updated after every training batch with

@@ -1,12 +1,13 @@
-"""Config resolution of the pythae station (pythae.md §2.3), as a pure function from options to a typed result.
+"""Config resolution of the pythae station, as a pure function from options to a typed result.
 
 Order (same as the original): JSON file (``--pythae_config`` relative to :data:`CONFIG_ROOT`, blank =
 ``originals/celeba/<model>_config.json``, class defaults when that file does not exist) → ``latent_dim`` (if > 0)
 → ``model.pythae.models.<model>`` → top-level ``model.pythae`` keys that are config fields. Differences from the
 original, all deliberate: override keys the config does not have are a :class:`ConfigError` (they were silently
 ignored), values are validated by the config class (attribute assignment skipped validation), ``input_dim`` is
-``(C, *spatial)`` (DEFECT-4), JSON files are loaded leniently for ``reconstruction_loss`` (DEFECT-6) and the
-loss is checked against what the model supports (DEFECT-2/3; ``l1`` falls back to ``mse`` on built-in models).
+``(C, *spatial)`` (the original passed the spatial shape only), JSON files are loaded leniently for
+``reconstruction_loss`` (the repo's own JSONs failed to load) and the loss is checked against what the model
+supports (``l1`` falls back to ``mse`` on built-in models).
 """
 
 from __future__ import annotations
@@ -40,9 +41,9 @@ STATION_KEYS = (
     "wrappers",
     "models",
 )
-#: accepted alternative spellings of config fields (DEFECT-17: the YAML says lambda_phenotype_loss)
+#: accepted alternative spellings of config fields (the original's YAML says lambda_phenotype_loss)
 FIELD_ALIASES = {"lambda_phenotype_loss": "lambda_pheno_loss"}
-#: side-information counts (hparams n_*) copied into configs that learn phenotypes / confounders (§2.3 step 6)
+#: side-information counts (hparams n_*) copied into configs that learn phenotypes / confounders
 PHENOTYPE_COUNTS = ("n_phenotypes",)
 CONFOUNDER_COUNTS = ("n_confounders", "n_confounders_bincat", "n_confounders_mulcat", "n_confounders_cont")
 CUSTOM_LOSSES = ("custom", "custom_masked")
@@ -156,9 +157,9 @@ def _apply_overrides(
 def check_reconstruction_loss(spec: ModelSpec, value: Any) -> str | None:
     """Return the loss in effect for ``spec`` or raise :class:`ConfigError` naming the valid values.
 
-    Built-in pythae losses only branch on ``mse``/``bce``; the original crashed on ``l1`` at the first step
-    (DEFECT-2). ``l1`` is the shipped YAML's value, so refusing it would make the default command
-    (``factor_vae`` + the YAML) fail: such models train with their own default (``mse``) and say so in one
+    Built-in pythae losses only branch on ``mse``/``bce``; the original crashed on ``l1`` at the first step.
+    ``l1`` is the shipped YAML's value, so refusing it would make the default command (``factor_vae`` + the YAML)
+    fail: such models train with their own default (``mse``) and say so in one
     line. Any other unsupported value is refused. Models that compute their own reconstruction term ignore
     the setting, as in the original.
     """
@@ -200,7 +201,7 @@ def resolve_config(
     pythae_config: str = "",
     counts: Mapping[str, int] | None = None,
 ) -> ResolvedConfig:
-    """Resolve the model config of one station (§2.3 steps 1, 4, 5).
+    """Resolve the model config of one station.
 
     Args:
         spec: registry entry (:func:`~Engineering.warp_drives.pythae.registry.resolve_model`).
@@ -209,7 +210,7 @@ def resolve_config(
         latent_dim: YAML ``model.latent_dim``; ``None`` or ≤ 0 keeps the config file's value.
         yaml_pythae: the YAML ``model.pythae`` mapping.
         pythae_config: ``--pythae_config`` (relative to :data:`CONFIG_ROOT`), blank for the default.
-        counts: ``n_phenotypes``/``n_confounders*`` of the data, copied into configs that use them (§2.3 step 6).
+        counts: ``n_phenotypes``/``n_confounders*`` of the data, copied into configs that use them.
     """
     yaml_pythae = dict(yaml_pythae or {})
     fields = config_fields(spec.config_cls)
@@ -278,7 +279,7 @@ def resolve_config(
 
 
 def _apply_counts(values: dict[str, Any], config_cls: type, counts: Mapping[str, int]) -> None:
-    """Fill n_phenotypes / n_confounders* from the data when the config learns them (§2.3 step 6)."""
+    """Fill n_phenotypes / n_confounders* from the data when the config learns them."""
     fields = cast(Any, config_cls).__dataclass_fields__  # a pythae config dataclass
 
     def setting(key: str) -> Any:

@@ -1,4 +1,4 @@
-"""The optimiser plan of a pythae model (pythae.md §2.6): which parameters each optimiser owns, and its loss."""
+"""The optimiser plan of a pythae model: which parameters each optimiser owns, and its loss."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class OptimiserGroup:
-    """One optimiser's share of the station (§2.6).
+    """One optimiser's share of the station.
 
     Attributes:
         name: short name (``model``, ``autoencoder``, ``encoder``, ``decoder``, ``discriminator``).

@@ -24,12 +24,12 @@ class ModelSpec:
         key: registry name without ``custom_`` (e.g. ``factor_vae``).
         description: human description (``PYTHAEMODELID``).
         model_cls / config_cls: the pythae (or custom) classes.
-        trainer_mode: ``base`` | ``adversarial`` | ``coupled`` | ``coupled_adversarial`` (§2.6).
-        head: encoder head, ``ae`` | ``vae`` | ``svae`` | ``vqvae`` (§2.3 step 3).
+        trainer_mode: ``base`` | ``adversarial`` | ``coupled`` | ``coupled_adversarial``.
+        head: encoder head, ``ae`` | ``vae`` | ``svae`` | ``vqvae``.
         recon_losses: accepted ``reconstruction_loss`` values, or ``None`` when the model computes its own
             reconstruction term and ignores the setting (ae, wae, rae_*, vqvae, vaegan, msssim_vae).
         needs_grad_in_eval: the forward takes autograd gradients (hvae, rhvae, rae_gp), so validation and
-            predict must run with gradients on (DEFECT-9 fix extends the original's rhvae-only ``valgrads``).
+            predict must run with gradients on (this extends the original's rhvae-only ``valgrads``).
         is_custom: an in-repo model reached with the ``custom_`` prefix.
         accepts_custom_loss: the model takes ``custom_recon_loss_func`` (``custom``/``custom_masked`` losses).
         is_complex: a complex-valued model; it needs (and only it may use) ``nn: cvconvnet``.

@@ -1,4 +1,4 @@
-"""Model registry of the pythae drive (pythae.md §2.1): names → pythae model/config classes and how to train them.
+"""Model registry of the pythae drive: names → pythae model/config classes and how to train them.
 
 Name resolution follows the original: a name containing the substring ``custom`` is a custom (in-repo) model and
 loses its first ``custom_``; ``vqvae`` is no longer blocked (its ``input_dim`` now carries the channel axis).
@@ -71,9 +71,9 @@ def available_models() -> list[str]:
 
 
 def resolve_model(model_name: str) -> ModelSpec:
-    """Look up ``model_name`` (§2.1 rules); unknown names raise :class:`ConfigError` listing the valid ones.
+    """Look up ``model_name`` (the original's rules); unknown names raise :class:`ConfigError` listing the valid ones.
 
-    Any name containing ``custom`` is custom and loses its first ``custom_`` (FAITHFUL, DEFECT-14).
+    Any name containing ``custom`` is custom and loses its first ``custom_`` (as in the original).
     """
     name = str(model_name).strip()
     if "custom" in name:

@@ -101,7 +101,7 @@ class PythaeStation(nn.Module):
         counts: Mapping[str, int] | None = None,
         wrapper_mode: int = 0,
     ) -> PythaeStation:
-        """Resolve the config (§2.3) and build the station.
+        """Resolve the config and build the station.
 
         Args:
             model_name: ``--pythae_model`` (e.g. ``factor_vae``, ``custom_factor_vae``).
@@ -163,7 +163,7 @@ class PythaeStation(nn.Module):
                 )
             kwargs["custom_recon_loss_func"] = build_custom_loss(r.custom_loss_class, r.custom_loss_params)
         if r.spec.key == "vaegan":
-            # DEFECT-5: pythae's default MLP discriminator has depth 2, below the CelebA reconstruction_layer 3.
+            # pythae's default MLP discriminator has depth 2, below the CelebA reconstruction_layer 3.
             kwargs["discriminator"] = ConvDiscriminator(r.dims, r.spatial_shape, r.in_channels, r.n_features)
         if wrapper is not None:
             kwargs["model_config"] = wrapper.apply_to(r.config)
@@ -245,8 +245,8 @@ class PythaeStation(nn.Module):
         Always present: ``loss`` (scalar), ``recon_x``, ``z``; per model also ``recon_loss``, ``reg_loss``,
         ``autoencoder_loss``/``discriminator_loss`` (adversarial), ``encoder_loss``/``decoder_loss`` and
         ``update_*`` flags (coupled), ``recon_x_indices`` (FactorVAE: ``recon_x`` covers only those samples).
-        ``epoch`` and ``dataset_size`` reach the models that use them (DEFECT-10: DisentangledBetaVAE warm-up,
-        VAMP scheduling, BetaTCVAE MSS); ``None`` keeps pythae's fallbacks.
+        ``epoch`` and ``dataset_size`` reach the models that use them (the original passed neither;
+        DisentangledBetaVAE warm-up, VAMP scheduling, BetaTCVAE MSS); ``None`` keeps pythae's fallbacks.
         """
         kwargs: dict[str, Any] = {}
         if epoch is not None:
@@ -267,7 +267,7 @@ class PythaeStation(nn.Module):
             return self.model(inputs, **kwargs)
 
     def _complex_forward(self, inputs: dict[str, Any], kwargs: dict[str, Any]) -> ModelOutput:
-        """Complex models see complex data (real input gets ``+0j``); real input gets ``|recon_x|`` back (§2.5)."""
+        """Complex models see complex data (real input gets ``+0j``); real input gets ``|recon_x|`` back."""
         x = inputs["data"]
         real = not torch.is_complex(x)
         out = self.model({**inputs, "data": _as_complex(x)}, **kwargs)
@@ -308,7 +308,7 @@ class PythaeStation(nn.Module):
 
     # ------------------------------------------------------------------ optimisation
     def optimiser_groups(self) -> list[OptimiserGroup]:
-        """The optimisers this model needs, in order (§2.6); one group means one optimiser over everything.
+        """The optimisers this model needs, in order; one group means one optimiser over everything.
 
         Models with their own plan (UltraFactorVAE) provide an ``optimiser_groups()`` method.
         """
@@ -345,13 +345,14 @@ class PythaeStation(nn.Module):
         clip: Clip | None = None,
         zero_between_backwards: bool = False,
     ) -> None:
-        """Backward every active group's loss and, if ``step``, clip/step/zero its optimiser (§2.8).
+        """Backward every active group's loss and, if ``step``, clip/step/zero its optimiser.
 
-        Faithful to the original (DEFECT-11, FAITHFUL): all backward calls run first with no zeroing in between,
+        Faithful to the original: all backward calls run first with no zeroing in between,
         so e.g. the FactorVAE discriminator also receives the γ·TC gradient of the autoencoder loss; gradients
         are zeroed only right after each optimiser step, so they accumulate over micro-batches while ``step`` is
         False. ``zero_between_backwards=True`` zeroes each optimiser just before its backward, as pythae's
-        trainers do (then do not combine it with gradient accumulation). Base models are stepped too (DEFECT-1).
+        trainers do (then do not combine it with gradient accumulation). Base models are stepped too
+        (the original never stepped them).
 
         Args:
             output: this batch's :meth:`forward` output.

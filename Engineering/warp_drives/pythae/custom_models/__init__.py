@@ -1,4 +1,4 @@
-"""In-repo (custom) pythae models, reached as ``custom_<name>`` (pythae.md §4): their table, ``CUSTOM_MODELS``."""
+"""In-repo (custom) pythae models, reached as ``custom_<name>``: their table, ``CUSTOM_MODELS``."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Complex Gaussian sampling, KL term and reconstruction losses of the complex models (pythae.md §4.6).
+"""Complex Gaussian sampling, KL term and reconstruction losses of the complex models.
 
 Notation: μ complex (B, L); log σ² real (B, L); log δ complex (B, L) (the pseudo-covariance, the encoder's
 ``log_psuedocovariance``). σ = exp(log σ²) and δ = exp(log δ) are the variance and pseudo-variance.
@@ -31,7 +31,7 @@ def _rescale(delta: torch.Tensor, bound: torch.Tensor) -> torch.Tensor:
 def complex_sample(
     mu: torch.Tensor, log_var: torch.Tensor, log_delta: torch.Tensor, clamp: float, eps: float = 0.0
 ) -> torch.Tensor:
-    """z = μ + κx·εx + κy·εy with εx, εy ~ N(0, I) real (complex reparameterisation, §4.6).
+    """z = μ + κx·εx + κy·εy with εx, εy ~ N(0, I) real (complex reparameterisation).
 
     κx = (σ + δ)/d and κy = i·sqrt(σ² − |δ|²)/d with d = sqrt(2σ + 2·Re δ) + eps. CVVAE uses clamp 80 and adds
     float32 eps to σ and δ; CVFactorVAE uses clamp 88 and no eps.
@@ -53,7 +53,7 @@ def complex_kld(mu: torch.Tensor, log_var: torch.Tensor, log_delta: torch.Tensor
 
 
 def crecon(recon_x: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Σ|Re Δ| + Σ|Im Δ| + Σ||x| − |x̂||, summed over the **whole batch** (a scalar; FAITHFUL DEFECT-20)."""
+    """Σ|Re Δ| + Σ|Im Δ| + Σ||x| − |x̂||, summed over the **whole batch** (a scalar, as in the original)."""
     diff = recon_x - x
     return diff.real.abs().sum() + diff.imag.abs().sum() + (x.abs() - recon_x.abs()).abs().sum()
 
@@ -70,7 +70,7 @@ def _phase_term(recon_x: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 
 def cvae_reconstruction(kind: str, recon_x: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """The CVAE loss for ``kind`` in :data:`CVAE_LOSSES`, reduced to a scalar as in §4.6."""
+    """The CVAE loss for ``kind`` in :data:`CVAE_LOSSES`, reduced to a scalar as the original does."""
     if kind == "crecon":
         return crecon(recon_x, x)
     if kind == "dualcoordsL1":

@@ -1,7 +1,7 @@
-"""Complex-valued models (pythae.md §4.6): ``custom_complex_ae`` (CVAE), ``custom_complex_vae`` (CVVAE) and
+"""Complex-valued models: ``custom_complex_ae`` (CVAE), ``custom_complex_vae`` (CVVAE) and
 ``custom_complex_factor_vae`` (CVFactorVAE). They need ``nn: cvconvnet``; embeddings are complex64.
 
-The station feeds complex inputs (real data gets ``+0j``) and reports ``|recon_x|`` for real data (§2.5).
+The station feeds complex inputs (real data gets ``+0j``) and reports ``|recon_x|`` for real data.
 The original's config default ``reconstruction_loss="mse"`` was unsupported by CVVAE/CVFactorVAE; here the default
 is ``crecon`` and other values are a ConfigError naming the valid ones.
 """
@@ -107,7 +107,7 @@ class ComplexDiscriminator(nn.Module):
 
 
 class CVFactorVAE(CustomFactorVAE):
-    """Complex FactorVAE (§4.1 with complex sampling (clamp 88) and KL); ``model_name`` FactorVAE (adversarial)."""
+    """Complex FactorVAE: custom FactorVAE loss, complex sampling (clamp 88) and KL; ``model_name`` FactorVAE."""
 
     def __init__(
         self,

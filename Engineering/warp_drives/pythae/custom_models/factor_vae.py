@@ -1,9 +1,9 @@
-"""Custom FactorVAE (``custom_factor_vae``, pythae.md §4.1): pythae's FactorVAE with the project's losses.
+"""Custom FactorVAE (``custom_factor_vae``): pythae's FactorVAE with the project's losses.
 
 Differences from pythae's class, all from the original's custom model: ``gamma`` defaults to 0.5 (pythae: 2.0);
 the reconstruction term is a per-sample sum with **no ½** for ``mse``, and ``l1`` (Σ|x̂−x|) is available.
 The forward is pythae's: ``idx_1`` (the second half of a random permutation, the larger one for odd B,
-FAITHFUL DEFECT-12) is reconstructed, ``idx_2`` feeds the permuted-latent discriminator batch.
+as in the original) is reconstructed, ``idx_2`` feeds the permuted-latent discriminator batch.
 ``custom``/``custom_masked`` call the injected ``custom_recon_loss_func(recon_x, x[, mask])`` (a per-sample
 loss such as :class:`~Engineering.science.losses.MaskedReconLoss`); the mask comes from ``inputs["mask"]``.
 """
@@ -50,7 +50,7 @@ def standard_normal_kl(mu: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
 
 
 class CustomFactorVAE(PythaeFactorVAE):
-    """FactorVAE whose loss follows §4.1; ``model_name`` stays ``FactorVAE`` (adversarial trainer mode)."""
+    """FactorVAE with the loss described above; ``model_name`` stays ``FactorVAE`` (adversarial trainer mode)."""
 
     def __init__(self, model_config: Any, encoder: Any = None, decoder: Any = None, custom_recon_loss_func: Any = None):
         super().__init__(model_config=model_config, encoder=encoder, decoder=decoder)
@@ -87,7 +87,7 @@ class CustomFactorVAE(PythaeFactorVAE):
         if x_in.shape[0] <= 1:
             raise ArithmeticError("At least 2 samples in a batch are required for the `FactorVAE` model")
         idx = torch.randperm(x_in.shape[0], device=x_in.device)
-        idx_1, idx_2 = idx[x_in.shape[0] // 2 :], idx[: x_in.shape[0] // 2]  # idx_1 is the larger half (DEFECT-12)
+        idx_1, idx_2 = idx[x_in.shape[0] // 2 :], idx[: x_in.shape[0] // 2]  # idx_1: the larger half (original)
         x = x_in[idx_1]
         stats, z = self._encode_sample(x)
         recon_x = self.decoder(z)["reconstruction"]

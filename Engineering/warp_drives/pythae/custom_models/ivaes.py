@@ -1,12 +1,13 @@
-"""iVAE / IDVAE / CI-iVAE (``custom_ivaes``, pythae.md §4.5): VAEs with a label-conditioned prior p(z|u).
+"""iVAE / IDVAE / CI-iVAE (``custom_ivaes``): VAEs with a label-conditioned prior p(z|u).
 
 u is the phenotype vector (``inputs["phenotypes"]``, (B, n_phenotypes)); without it a standard-normal u is drawn,
 with a warning, as in the original. The posterior is the product of the encoder Gaussian q(z|x) and the label
 prior p(z|u). ``ivae_mode`` picks the loss: ``iVAE`` (−ELBO), ``IDVAE`` (plus a label decoder and a KL to
 N(0, log σ² = 1)) or ``CI-iVAE`` (per sample, the minimum over a table of skew-corrected mixtures of the iVAE
 ELBO and the VAE-with-label-prior ELBO). Differences from the original, deliberate: the input noise
-(``x + 0.01·ε``) is added to a copy (DEFECT-18: the original mutated the batch), the CI-iVAE table lives on the
-input's device (DEFECT-19), and the model also trains under manual optimisation (the original: auto only).
+(``x + 0.01·ε``) is added to a copy (the original mutated the batch), the CI-iVAE table lives on the
+input's device (the original's was on the CPU), and the model also trains under
+manual optimisation (the original: auto only).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ IVAE_MODES = ("iVAE", "IDVAE", "CI-iVAE")
 
 @dataclass
 class iVAEsConfig(BaseAEConfig):  # noqa: N801 (the original's class name)
-    """Config of ``custom_ivaes`` (§4.5); ``reconstruction_loss`` is unused (``orig_recon_loss`` picks the term)."""
+    """Config of ``custom_ivaes``; ``reconstruction_loss`` is unused (``orig_recon_loss`` picks the term)."""
 
     ivae_mode: Literal["iVAE", "IDVAE", "CI-iVAE"] = "CI-iVAE"
     reconstruction_loss: str = "l1"
@@ -162,7 +163,7 @@ class iVAEs(BaseAE):  # noqa: N801 (the original's class name)
 
     def forward(self, inputs: Any, **kwargs: Any) -> ModelOutput:
         cfg = self.model_config
-        x = inputs["data"] + 0.01 * torch.randn_like(inputs["data"])  # a noisy copy (DEFECT-18 fix)
+        x = inputs["data"] + 0.01 * torch.randn_like(inputs["data"])  # a noisy copy; the original mutated the batch
         u = self._labels(inputs, x.shape[0], x)
         enc = self.encoder(x)
         q = (enc.embedding, enc.log_covariance)

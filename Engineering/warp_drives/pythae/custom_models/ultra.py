@@ -1,8 +1,8 @@
-"""Ultra models (pythae.md §4.2–§4.4): VAE, context-encoding VAE and FactorVAE with a phenotype head.
+"""Ultra models: VAE, context-encoding VAE and FactorVAE with a phenotype head.
 
 The phenotype head (``UltraPredictor``) maps z to ``n_phenotypes`` values trained with MSE against
 ``inputs["phenotypes"]``; at predict time it maps μ and the engine writes ``pheno_pred.h5``. Confounder strategies
-are unsupported (DEFECT-16: the original code is broken), so ``anti_confounders_strategy`` must be 0. All three
+are unsupported (the original code is broken), so ``anti_confounders_strategy`` must be 0. All three
 models train under manual or automatic optimisation (UltraFactorVAE: manual only, two optimisers).
 """
 
@@ -115,7 +115,7 @@ def _pheno_terms(model: nn.Module, z: torch.Tensor, phenotypes: torch.Tensor | N
 
 
 class UltraVAE(VAE):
-    """VAE with summed l1/mse/bce reconstruction (no ½) and an optional phenotype head (§4.2)."""
+    """VAE with summed l1/mse/bce reconstruction (no ½) and an optional phenotype head."""
 
     def __init__(self, model_config: UltraVAEConfig, encoder: Any = None, decoder: Any = None) -> None:
         super().__init__(model_config=model_config, encoder=encoder, decoder=decoder)
@@ -153,7 +153,7 @@ class UltraVAE(VAE):
 
 
 class UltraCEVAE(UltraVAE):
-    """Context-encoding VAE (StRegA, §4.4): a second pass reconstructs x from x with random squares pasted in."""
+    """Context-encoding VAE (StRegA): a second pass reconstructs x from x with random squares pasted in."""
 
     def square_noise(self, x: torch.Tensor) -> torch.Tensor:
         """x with 1..max_n_squares−1 random squares/cubes per sample (values U(min x, max x), overlaps summed)."""
@@ -184,7 +184,7 @@ class UltraCEVAE(UltraVAE):
 
 
 class UltraFactorVAE(CustomFactorVAE):
-    """Custom FactorVAE with a phenotype head on the reconstructed half (§4.3); manual optimisation only.
+    """Custom FactorVAE with a phenotype head on the reconstructed half; manual optimisation only.
 
     The autoencoder optimiser (encoder, decoder and head) backpropagates ``autoencoder_total_loss`` =
     ``autoencoder_loss + lambda_pheno_loss·pheno_loss``; the discriminator its own loss.

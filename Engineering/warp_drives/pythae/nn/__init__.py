@@ -1,4 +1,4 @@
-"""The pythae drive's own encoder/decoder networks ("MED" nets, pythae.md §3), 2-D and 3-D from one factory."""
+"""The pythae drive's own encoder/decoder networks ("MED" nets), 2-D and 3-D from one factory."""
 
 from __future__ import annotations
 
@@ -33,9 +33,8 @@ __all__ = [
 def resolve_nn(nn_name: str | None) -> str:
     """Map the YAML ``model.pythae.nn`` value to a family (``convnet`` | ``resnet`` | ``cvconvnet``).
 
-    A missing value means ``convnet`` (the original's default ``"ResNet"`` was not accepted, DEFECT-31);
-    ``cconvnet`` is an alias of ``cvconvnet``. The complex ResNets are broken in the original and rejected
-    (DEFECT-8).
+    A missing value means ``convnet`` (the original's default ``"ResNet"`` was not accepted);
+    ``cconvnet`` is an alias of ``cvconvnet``. The complex ResNets are broken in the original and rejected.
     """
     name = "convnet" if nn_name in (None, "") else str(nn_name).lower()
     if name in UNSUPPORTED_NN:

@@ -97,7 +97,7 @@ def check_spatial_shape(spatial_shape: Sequence[int], dims: int, multiple: int, 
 
     The ConvNet encoder halves every axis four times (so each axis needs ≥ 16) and its decoder rebuilds
     ``8·(s//8)``; the ResNet pair needs ``s % 16 == 0``. The original crashed or silently returned a smaller
-    image (DEFECT-33); here a wrong size is a :class:`ConfigError` that names the nearest valid sizes.
+    image; here a wrong size is a :class:`ConfigError` that names the nearest valid sizes.
 
     Args:
         spatial_shape: spatial sizes only, no channel axis, e.g. ``(16, 16)`` or ``(56, 128, 128)``.

@@ -1,9 +1,9 @@
-"""Complex-valued ConvNet encoder/decoder (``nn: cvconvnet``, pythae.md §3.5), for 2-D and 3-D.
+"""Complex-valued ConvNet encoder/decoder (``nn: cvconvnet``), for 2-D and 3-D.
 
 Same topology as :mod:`~Engineering.warp_drives.pythae.nn.convnets` with complex layers
 (:class:`~Engineering.warp_drives.pythae.nn.complex_layers.ComplexPair`), ``modReLU`` instead of ReLU and
 ``Hirose`` instead of the final Sigmoid, so the decoder outputs complex values with magnitude < 1.
-The complex ResNets of the original are broken and unsupported (DEFECT-8).
+The complex ResNets of the original are broken and unsupported.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Complex-valued building blocks on plain torch complex tensors (pythae.md §3.5; replaces ``torchcomplex``).
+"""Complex-valued building blocks on plain torch complex tensors (replaces ``torchcomplex``).
 
 Parameters stay real (optimisers, clipping, checkpoints and DDP see ordinary float tensors): a complex linear
 map W = A + iB is a pair of real layers applied with the real/imaginary decomposition

@@ -1,4 +1,4 @@
-"""ConvNet encoders, decoder and discriminator of the pythae drive (pythae.md §3.1–§3.2), for 2-D and 3-D.
+"""ConvNet encoders, decoder and discriminator of the pythae drive, for 2-D and 3-D.
 
 Notation: F = ``n_features``, C = ``in_channels``, L = ``latent_dim``, s = each spatial size. Every conv block
 halves each axis (k4 s2 p1); the decoder rebuilds ``8·(s//8)`` per axis, so sizes must be multiples of 8 and
@@ -113,7 +113,7 @@ class ConvDecoder(BaseDecoder):
 class ConvDiscriminator(BaseDiscriminator):
     """``Discriminator_Conv_MED``: the encoder trunk (Tanh after block 2), then Linear(→1)–Sigmoid.
 
-    Used as the VAEGAN image discriminator (DEFECT-5 fix; depth 5 so the CelebA ``reconstruction_layer`` 3 is
+    Used as the VAEGAN image discriminator (depth 5 so the CelebA ``reconstruction_layer`` 3 is
     valid). Input ``(B, C, *spatial)``; output ``ModelOutput(embedding (B, 1))`` plus ``embedding_layer_i``.
     """
 

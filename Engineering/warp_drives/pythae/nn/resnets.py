@@ -1,8 +1,8 @@
-"""ResNet encoders and decoders of the pythae drive (pythae.md §3.3–§3.4), for 2-D and 3-D.
+"""ResNet encoders and decoders of the pythae drive, for 2-D and 3-D.
 
 Notation: F = ``n_features``, C = ``in_channels``, L = ``latent_dim``. No normalisation anywhere. Blocks 3–4 of the
 encoder round up while the heads assume ``s//16``, and the decoder rebuilds ``16·(s//16)``, so every spatial size
-must be a multiple of 16 (checked at construction; the original crashed for e.g. depth 56, DEFECT-33).
+must be a multiple of 16 (checked at construction; the original crashed for e.g. depth 56).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Model wrappers of the pythae drive (``--pythae_wrapper_mode``, pythae.md §5)."""
+"""Model wrappers of the pythae drive (``--pythae_wrapper_mode``)."""
 
 from __future__ import annotations
 

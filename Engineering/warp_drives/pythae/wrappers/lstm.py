@@ -1,12 +1,12 @@
-"""LSTM wrapper (``--pythae_wrapper_mode 1``, pythae.md §5): a FactorVAE over a time series of frames.
+"""LSTM wrapper (``--pythae_wrapper_mode 1``): a FactorVAE over a time series of frames.
 
 The input is ``(B, T·C, *spatial)``: T time points stacked in the channel axis, C = ``in_channels`` per frame.
 Each frame is encoded on its own (encoder latent ``L·f``, f = ``lstm_im_encode_factor``); two LSTMs turn the
 per-frame μ and log σ² sequences into a sequence posterior (hidden size L, D = 2 directions when bidirectional),
 a decoder LSTM unrolls the sampled last hidden state over the T steps, and each step is mapped back to a frame
-latent and decoded. The loss is the custom FactorVAE loss (§4.1) over the flattened ``(B·T, …)`` tensors.
+latent and decoded. The loss is the custom FactorVAE loss over the flattened ``(B·T, …)`` tensors.
 
-Fixes of the original's intended behaviour (DEFECT-7), all deliberate: the wrapper is based on the custom FactorVAE
+Fixes of the original's intended behaviour, all deliberate: the wrapper is based on the custom FactorVAE
 (the original passed a 4th positional argument to pythae's FactorVAE → TypeError); the last hidden state is
 repeated over time with ``unsqueeze(1).expand`` (the original's repeat/reshape mixed subjects across time steps);
 odd (half-)batches work; the last layer's hidden states of **both** directions are used (concatenated, width D·L).
@@ -87,7 +87,7 @@ class LSTMOptions:
 
 
 class LSTMFactorVAE(CustomFactorVAE):
-    """FactorVAE over T frames with LSTM sequence posteriors (§5).
+    """FactorVAE over T frames with LSTM sequence posteriors.
 
     Built by the station with ``model_config.latent_dim = D·L`` (the discriminator's input) and frame nets of
     latent ``L·f`` (encoder) / ``D·L·f`` (decoder). Forward outputs: ``recon_x`` (B₁, T·C, *spatial) for the
@@ -128,7 +128,7 @@ class LSTMFactorVAE(CustomFactorVAE):
             self.dec_proj = nn.Identity()
 
     def optimiser_groups(self) -> list[OptimiserGroup]:
-        """The adversarial plan (§2.6) with the LSTMs and the step projection in the autoencoder group."""
+        """The adversarial plan with the LSTMs and the step projection in the autoencoder group."""
         ae_paths = tuple(f"model.{m}" for m in ("encoder", "decoder", "lstm_emb", "lstm_log", "lstm_dec", "dec_proj"))
         return [
             OptimiserGroup("autoencoder", ae_paths, "autoencoder_loss", "ae_val_loss"),
