@@ -10,9 +10,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
-import tempfile
 import textwrap
-import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +20,7 @@ import h5py
 import numpy as np
 
 from Engineering.errors import ConfigError
+from Engineering.fileio import atomic_write, temp_folder
 
 MAX_GIF_FRAMES = 100
 
@@ -37,19 +36,6 @@ def pick_frames(n_frames: int, wanted: Sequence[int] | None, n_default: int = 4)
 
 
 @contextmanager
-def _atomic(path: Path) -> Iterator[Path]:
-    """Yield a hidden temporary sibling of ``path`` and move it into place only when the block succeeds."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-@contextmanager
 def staged_folder(out: Path) -> Iterator[Path]:
     """A hidden staging folder next to ``out`` whose entries are moved into ``out`` only when the block succeeds.
 
@@ -59,8 +45,7 @@ def staged_folder(out: Path) -> Iterator[Path]:
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file; expected a folder")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    stage = temp_folder(out)
     try:
         yield stage
         out.mkdir(exist_ok=True)
@@ -134,11 +119,9 @@ def save_figure(fig: Any, path: Path, dpi: int = 100) -> Path:
     """Save a matplotlib figure as PNG atomically and close it."""
     plt = pyplot()
     try:
-        with _atomic(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=dpi)
+        return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi))
     finally:
         plt.close(fig)
-    return Path(path)
 
 
 def write_gif(images: np.ndarray, labels: Sequence[str], title: str, path: Path, fps: float = 8.0) -> Path:
@@ -162,21 +145,24 @@ def write_gif(images: np.ndarray, labels: Sequence[str], title: str, path: Path,
         plt.close(fig)
         buffer.seek(0)
         frames.append(Image.open(buffer).convert("P", palette=Image.Palette.ADAPTIVE))
-    with _atomic(path) as tmp:
-        frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:], duration=int(1000 / fps), loop=0)
-    return Path(path)
+    duration = int(1000 / fps)
+    return atomic_write(
+        path, lambda tmp: frames[0].save(tmp, "GIF", save_all=True, append_images=frames[1:], duration=duration, loop=0)
+    )
 
 
 def write_tensors(path: Path, arrays: Mapping[str, np.ndarray], attrs: Mapping[str, Any]) -> Path:
     """One HDF5 file: a dataset per array (float32 for floating data) and plain root attributes, atomically."""
-    with _atomic(path) as tmp:
+
+    def write(tmp: Path) -> None:
         with h5py.File(tmp, "w") as f:
             for name, value in arrays.items():
                 value = np.asarray(value)
                 f.create_dataset(name, data=value.astype(np.float32) if value.dtype.kind == "f" else value)
             for name, value in attrs.items():
                 f.attrs[name] = value
-    return Path(path)
+
+    return atomic_write(path, write)
 
 
 __all__ = [
