@@ -95,8 +95,12 @@ def _tensorboard_scalars(events: list[Path]) -> dict[str, pd.DataFrame]:
         acc.Reload()
         for tag in acc.Tags().get("scalars", []):
             out.setdefault(tag, []).extend((e.step, e.value) for e in acc.Scalars(tag))
-    skipped = {"epoch", "hp_metric"}  # Lightning's step counter and its placeholder hyper-parameter metric
-    return {t: pd.DataFrame(sorted(v), columns=["step", "value"]) for t, v in out.items() if t not in skipped}
+    return {t: pd.DataFrame(sorted(v), columns=["step", "value"]) for t, v in out.items() if _training_tag(t)}
+
+
+def _training_tag(tag: str) -> bool:
+    """Not Lightning's step counter, its placeholder hyper-parameter metric, or a test-stage score."""
+    return tag not in ("epoch", "hp_metric") and not tag.startswith("test_")
 
 
 def _csv_scalars(csvs: list[Path]) -> dict[str, pd.DataFrame]:
@@ -106,7 +110,7 @@ def _csv_scalars(csvs: list[Path]) -> dict[str, pd.DataFrame]:
     return {
         c: table[["step", c]].dropna().rename(columns={c: "value"})
         for c in table.columns
-        if c not in ("step", "epoch") and table[c].notna().any()
+        if c != "step" and _training_tag(c) and table[c].notna().any()
     }
 
 

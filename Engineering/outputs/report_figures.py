@@ -90,6 +90,7 @@ def latent_histograms(latents: np.ndarray) -> Any:
         ax = fig.add_subplot(spec[1 + i // cols, i % cols])
         ax.hist(latents[:, i], bins=min(20, max(5, latents.shape[0] // 3)), color="#55a868")
         ax.set_title(f"Z{i}", fontsize=8)
+        ax.locator_params(axis="x", nbins=3)  # narrow panels: three ticks stay legible
         ax.tick_params(labelsize=6)
         ax.set_yticks([])
     return fig

@@ -53,9 +53,9 @@ def test_the_page_embeds_its_figures_escapes_text_and_links_each_section(tmp_pat
 def test_training_scalars_read_a_lightning_metrics_csv(tmp_path):
     log = tmp_path / "tb" / "version_0"
     log.mkdir(parents=True)
-    pd.DataFrame({"step": [0, 1, 2], "epoch": [0, 0, 1], "train_loss": [3.0, 2.0, None]}).to_csv(
-        log / "metrics.csv", index=False
-    )
+    pd.DataFrame(
+        {"step": [0, 1, 2], "epoch": [0, 0, 1], "train_loss": [3.0, 2.0, None], "test_ssim": [None, None, 0.5]}
+    ).to_csv(log / "metrics.csv", index=False)
     scalars, where = training_scalars(tmp_path, argparse.Namespace(), tmp_path / "tb")
     assert list(scalars) == ["train_loss"] and scalars["train_loss"]["value"].tolist() == [3.0, 2.0]
     assert where == str(tmp_path / "tb")
