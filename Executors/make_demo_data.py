@@ -27,8 +27,8 @@ def main(argv: Sequence[str]) -> int:
     args = parser.parse_args([a for a in argv if a != "--debug"])
     paths = write_demo_dataset(args.out, args.patients, args.frames, args.size, args.folds, args.seed)
     print(
-        f"wrote {paths.data_h5} ({len(paths.patient_ids)} patients, {len(paths.expected_keys)} selected series) "
-        f"and {paths.folds_csv}"
+        f"wrote {paths.data_h5} ({len(paths.patient_ids)} patients, {len(paths.expected_keys)} selected series)"
+        f", {paths.folds_csv} and {paths.phenotypes_tsv}"
     )
     return 0
 

@@ -19,7 +19,9 @@ import numpy as np
 
 from Engineering.data.folds import write_folds
 from Engineering.errors import ConfigError
-from Engineering.fileio import atomic_write
+from Engineering.fileio import atomic_write, atomic_write_text
+
+PHENOTYPES_TSV = "phenotypes.tsv"
 
 FIELD = "20208"
 SERIES = "primary_LAX_4Ch_transverse_0"
@@ -39,6 +41,7 @@ class DemoPaths:
     folds_csv: Path
     patient_ids: list[str] = field(default_factory=list)
     expected_keys: list[str] = field(default_factory=list)  # H5 paths the shipped JSON + config_v1 select
+    phenotypes_tsv: Path | None = None  # FID, Age, Sex: targets of main_latentcls.py on the demo run
 
 
 def phantom(rng: np.random.Generator, frames: int, size: int) -> np.ndarray:
@@ -137,10 +140,23 @@ def write_demo_dataset(
 
     atomic_write(out / "data.h5", write)
     folds = write_folds(out / "folds.csv", ids, n_folds, seed=seed)
+    phenotypes = write_demo_phenotypes(out / PHENOTYPES_TSV, ids, seed)
     expected = [
         f"{pid}/{FIELD}/{visit}/{SERIES}" for (pid, visit), s in sorted(layout.items()) if s.get(SERIES) == frames
     ]
-    return DemoPaths(out, out / "data.h5", folds, ids, expected)
+    return DemoPaths(out, out / "data.h5", folds, ids, expected, phenotypes)
+
+
+def write_demo_phenotypes(path: Path, ids: list[str], seed: int) -> Path:
+    """A tab-separated ``FID, Age, Sex`` table (the ``DS_phenotypes`` layout) for every demo patient.
+
+    The values are random (their own generator, so ``data.h5`` stays as it was): they let the latent regressor and
+    classifier run end to end on the demo, not learn anything real.
+    """
+    rng = np.random.default_rng(seed + 1)
+    rows = [f"{pid}\t{rng.uniform(40, 70):.1f}\t{int(rng.integers(0, 2))}" for pid in ids]
+    atomic_write_text(path, "FID\tAge\tSex\n" + "\n".join(rows) + "\n")
+    return path
 
 
 def write_series_file(path: str | os.PathLike[str], series: dict[str, np.ndarray], minmax_attrs: bool = True) -> Path:

@@ -99,6 +99,8 @@ def test_cli(tmp_path, repo_root, capsys):
     )
     assert result.returncode == 0, result.stderr
     assert (out / "data.h5").is_file() and (out / "folds.csv").is_file()
+    table = (out / "phenotypes.tsv").read_text().splitlines()
+    assert table[0].split("\t") == ["FID", "Age", "Sex"] and len(table) == 1 + 3  # one row per patient
     spec = importlib.util.spec_from_file_location("make_demo_data", repo_root / "Executors" / "make_demo_data.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

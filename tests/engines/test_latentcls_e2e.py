@@ -74,3 +74,31 @@ def _flatten(d, prefix=""):
             yield from _flatten(v, key + ".")
         elif isinstance(v, (int, float)):
             yield key, float(v)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["regression", "classification"])
+def test_latentcls_runs_on_the_demo_data_json(tmp_path, monkeypatch, repo_root, task):
+    """README's demo commands: the demo's phenotype table and data JSON feed the regressor and the classifier."""
+    import numpy as np
+
+    from Engineering.data.demo import write_demo_dataset
+
+    monkeypatch.chdir(repo_root)
+    demo = write_demo_dataset(tmp_path / "demo_data", n_patients=12, frames=4, size=8, n_folds=2, seed=5)
+    rng = np.random.default_rng(0)
+    parent = tmp_path / "Results" / "demo_demofold0_prec32_DiffAE"
+    write_results_h5(
+        parent / "Output_fullDS" / "emb.h5", {k: rng.normal(size=(1, 1, 1, L)) for k in demo.expected_keys}
+    )
+    args = [
+        "--datajson_path", "Configs/demo/dataNpath_demo.json", f"--json§datadir={tmp_path / 'demo_data'}",
+        f"--json§save_path={tmp_path / 'Results'}", f"--json§DS_phenotypes§path={demo.phenotypes_tsv}",
+        "--parent_trainID", parent.name, "--parent_outfolder", "Output_fullDS", "--in_channels", str(L),
+        "--accelerator", "cpu", "--num_workers", "0", "--num_epochs", "2", "--no-tbactive",
+    ]  # fmt: skip
+    if task == "classification":
+        args += ["--json§latent_task", "classification", "--json§DS_phenotypes§cols", "Sex"]
+    assert main("latentcls", args) == 0
+    (run_dir,) = (parent / "ClassifyLatent").iterdir()
+    assert {"latent_predictions.csv", "latent_scores.json"} <= {p.name for p in (run_dir / "Output").iterdir()}
