@@ -1,4 +1,4 @@
-"""The option table of the three executors against shell.md §1.1–1.3."""
+"""The option table of the three executors against the original's documented options."""
 
 from __future__ import annotations
 

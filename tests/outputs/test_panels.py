@@ -126,7 +126,7 @@ def test_bad_shapes_name_the_problem(tmp_path):
 
 def test_panel_keys_to_write_matches_subjects_exactly():
     keys = ["12/f/2_0/s", "123/f/2_0/s", "1/f/2_0/s"]
-    assert panel_keys_to_write(keys, {"12"}) == ["12/f/2_0/s"]  # no substring match (D11)
+    assert panel_keys_to_write(keys, {"12"}) == ["12/f/2_0/s"]  # exact match; the original tested substrings
     assert panel_keys_to_write(keys, None) == sorted(keys)
     assert panel_keys_to_write(keys, set()) == []
 

@@ -154,7 +154,7 @@ class DiffAEConfig:
             setattr(self, key, _coerce(key, value, types[key], getattr(self, key)))
 
     def _refresh(self) -> None:
-        """Derived values (original ``refresh_values``): img_size over ALL axes (differences.md D7), dims, GN limit."""
+        """Derived values (``refresh_values``): img_size over ALL axes (docs/differences.md D7), dims, GN limit."""
         self.img_size = max(self.input_shape)
         self.n_dims = 3 if self.is3D else 2
         self.group_norm_limit = min(32, self.net_ch)
@@ -197,7 +197,7 @@ class DiffAEConfig:
         check_input_shape(self.input_shape, self.is3D, self.keep_depth, self.net_ch_mult, self.net_enc_channel_mult)
 
     def attention_levels(self) -> list[int]:
-        """UNet levels with attention blocks, placed by the nominal counter from ``img_size`` (differences.md D7)."""
+        """UNet levels with attention, placed by the nominal counter from ``img_size`` (docs/differences.md D7)."""
         return attention_levels(self.img_size, len(self.net_ch_mult), self.net_attn)
 
 
