@@ -1,6 +1,6 @@
 """HDF5 dataset throughput on demo data: items/s with num_workers 0 and 2, and how often the file is opened.
 
-The dataset is built the way a run builds it (``resolve`` of the demo data JSON → ``H5DataModule.from_hparams`` →
+The dataset is built the way a run builds it (``resolve`` of the demo data JSON → ``H5DataModule.from_config`` →
 the training split with its transforms). ``open_h5`` is wrapped by a counter shared with forked workers, so the
 record shows the number of opens per worker and epoch: 1 means the handle is kept, not reopened per item.
 
@@ -62,7 +62,8 @@ def train_dataset(root: Path, args: argparse.Namespace) -> Any:
         str(args.batch_size),
     ]
     rc = resolve("diffae", argv)
-    dm = H5DataModule.from_hparams(rc.hparams, rc.config, merge_train_val=True)
+    assert rc.cfg is not None
+    dm = H5DataModule.from_config(rc.cfg, merge_train_val=True)
     dm.setup("fit")
     return dm.train_ds
 

@@ -47,7 +47,8 @@ if str(REPO) not in sys.path:
 import lightning.pytorch as pl  # noqa: E402
 from torch.utils.data import DataLoader, Dataset  # noqa: E402
 
-from Engineering.configuration import load_yaml_config, option_defaults  # noqa: E402
+from Engineering.configuration import RunConfig, load_yaml_config  # noqa: E402
+from Engineering.configuration.sections import EvalOptions  # noqa: E402
 from Engineering.engines.diffae import DiffAEEngine  # noqa: E402
 from Engineering.engines.runner import build_engine  # noqa: E402
 from Engineering.engines.trainer_setup import precision_of  # noqa: E402
@@ -91,8 +92,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def make_engine(args: argparse.Namespace, diffae: dict[str, Any] | None = None) -> DiffAEEngine:
     """The engine as the CLI would build it: option defaults + these settings, config_v1.yaml + overrides
     (``diffae``: further ``model§DiffAE`` keys, e.g. attention)."""
-    hparams = option_defaults("diffae")
-    hparams.update(
+    hparams = dict(
         is3D=args.is3D,
         input_shape=args.input_shape,
         batch_size=args.batch_size,
@@ -104,7 +104,7 @@ def make_engine(args: argparse.Namespace, diffae: dict[str, Any] | None = None) 
     config["model"]["latent_dim"] = args.latent_dim
     config["model"]["DiffAE"].update(net_ch=args.net_ch, T_eval=args.T_eval, sample_every_batches=0, **(diffae or {}))
     config["training"]["im_log_freq"] = -1
-    engine = build_engine(1, hparams, config)
+    engine = build_engine(RunConfig.build("diffae", hparams, config))
     assert isinstance(engine, DiffAEEngine)
     return engine
 
@@ -112,7 +112,7 @@ def make_engine(args: argparse.Namespace, diffae: dict[str, Any] | None = None) 
 def synthetic_batches(args: argparse.Namespace, engine: DiffAEEngine, n: int) -> list[torch.Tensor]:
     """``n`` pre-made batches (B, C, *input_shape) in [-1, 1] on the target device."""
     gen = torch.Generator().manual_seed(0)
-    shape = (args.batch_size, int(engine.hp.get("in_channels", 1)), *engine.input_shape)
+    shape = (args.batch_size, engine.cfg.model.in_channels, *engine.input_shape)
     return [(torch.rand(shape, generator=gen) * 2 - 1).to(args.device) for _ in range(n)]
 
 
@@ -229,7 +229,7 @@ def train_baseline(args: argparse.Namespace, engine: DiffAEEngine, batches: list
 # ---------------------------------------------------------------------------------------------- inference
 def time_infer(args: argparse.Namespace, engine: DiffAEEngine, batches: list[torch.Tensor], emb_only: bool) -> float:
     """Samples/s of ``engine.infer`` (one warm-up batch, then ``--infer_batches`` timed)."""
-    engine.hp["test_emb_only"] = emb_only
+    engine.use_config(engine.cfg.updated(test_emb_only=emb_only))
     run: Callable[[torch.Tensor], Any] = lambda x: engine.infer({"inp": {"data": x}})  # noqa: E731
     with torch.inference_mode():
         run(batches[0])
@@ -255,9 +255,11 @@ def time_test_stage(args: argparse.Namespace, engine: DiffAEEngine, batches: lis
         for i, x in enumerate(batches[1 : 1 + args.infer_batches])
         for b in range(len(x))
     ]
-    engine.hp["test_emb_only"] = True
+    engine.use_config(engine.cfg.updated(test_emb_only=True))
     with tempfile.TemporaryDirectory() as tmp:
-        engine.test_outputs = TestOutputs(output_dir=Path(tmp), save_recon=False, eval_options={"n_calc_processes": 0})
+        engine.test_outputs = TestOutputs(
+            output_dir=Path(tmp), save_recon=False, evaluation=EvalOptions(n_calc_processes=0)
+        )
         trainer = pl.Trainer(
             accelerator="gpu" if args.device == "cuda" else "cpu", devices=1, logger=False, enable_progress_bar=False,
             enable_model_summary=False, precision=args.precision,

@@ -166,7 +166,7 @@ def _samples(args: argparse.Namespace, engine: Any, n: int) -> list[Any]:
     import torch
 
     gen = torch.Generator().manual_seed(0)
-    shape = (int(engine.hp.get("in_channels", 1)), *engine.input_shape)
+    shape = (engine.cfg.model.in_channels, *engine.input_shape)
     return [torch.rand(shape, generator=gen) * 2 - 1 for _ in range(n)]
 
 
@@ -214,6 +214,7 @@ def _latents(args: argparse.Namespace, engine: Any, spec: dict[str, Any]) -> dic
     import torch
     from torch.utils.data import DataLoader
 
+    from Engineering.configuration.sections import EvalOptions
     from Engineering.outputs.collector import TestOutputs
 
     batch = int(spec["test_batch"]) or args.batch_size
@@ -222,13 +223,15 @@ def _latents(args: argparse.Namespace, engine: Any, spec: dict[str, Any]) -> dic
         {"inp": {"data": x}, "key": f"{1000000 + i}/20208/2_0/primary_0", "indices": (0, 0, 0)}
         for i, x in enumerate(xs)
     ]
-    engine.hp["test_emb_only"] = True
+    engine.use_config(engine.cfg.updated(test_emb_only=True))
     _determinism(spec["fill"])
     encoder = engine.ema_net.encoder.eval()
     with torch.inference_mode():  # warm-up: first use of each shape (oneDNN primitives)
         encoder(torch.stack(xs[:batch]))
     with tempfile.TemporaryDirectory() as tmp:
-        engine.test_outputs = TestOutputs(output_dir=Path(tmp), save_recon=False, eval_options={"n_calc_processes": 0})
+        engine.test_outputs = TestOutputs(
+            output_dir=Path(tmp), save_recon=False, evaluation=EvalOptions(n_calc_processes=0)
+        )
         trainer = pl.Trainer(
             accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, enable_model_summary=False,
             precision=32, deterministic=True,

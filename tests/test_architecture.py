@@ -60,7 +60,8 @@ def test_imports_go_one_way_and_no_package_imports_its_importer(contracts, graph
     ("importer", "imported", "breaks"),
     [
         ("Engineering.data.datamodule", "Engineering.engines.strategies", {"layers", "acyclic_siblings"}),
-        ("Engineering.configuration.cli", "Engineering.transforms", {"layers"}),
+        # every middle package reaches configuration (the typed settings), so an import from it also closes a circle
+        ("Engineering.configuration.cli", "Engineering.transforms", {"layers", "acyclic_siblings"}),
         ("Engineering.warp_drives.pythae.registry", "Engineering.warp_drives.pythae.station", {"acyclic_siblings"}),
     ],
     ids=["upward", "below-configuration", "circle-inside-a-package"],

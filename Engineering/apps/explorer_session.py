@@ -9,7 +9,6 @@ so that an action takes seconds on a CPU, and says so on screen.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import tempfile
@@ -23,9 +22,9 @@ import torch
 
 from Engineering.apps import explorer_plots as plots
 from Engineering.apps.uploads import UPLOAD_SUBJECT, upload_to_h5
+from Engineering.configuration.run_config import RunConfig
 from Engineering.data.datamodule import H5DataModule
 from Engineering.data.h5dataset import list_patients
-from Engineering.engines.base import plain_hparams
 from Engineering.engines.diffae import DiffAEEngine
 from Engineering.engines.diffae_inference import (
     DiffAERun,
@@ -72,20 +71,18 @@ def load_hf_folder(folder: str | Path, device: str = "cpu") -> DiffAERun:
         raise ConfigError(
             f"--load_hf {config_path} has no 'imlatent' section of a DiffAE run (export_hf.py writes one)"
         )
-    hparams = argparse.Namespace(**section["hparams"])
-    engine = build_engine(1, plain_hparams(hparams), section["config"])
+    cfg = RunConfig.from_saved(section["hparams"], section["config"], "diffae")
+    engine = build_engine(cfg)
     if not isinstance(engine, DiffAEEngine):  # the task table maps taskID 1 to the DiffAE engine
         raise ConfigError(f"--load_hf {folder}: taskID 1 did not build a DiffAE engine")
     load_into(engine, folder, expected_config=engine.architecture())
     engine.eval().to(device)
-    use_ema = bool(getattr(hparams, "test_ema", True))
-    return DiffAERun(folder, engine, hparams, section["config"], pick_weight_file(folder), use_ema)
+    return DiffAERun(folder, engine, cfg, pick_weight_file(folder), cfg.diffae.test_ema)
 
 
 def with_data_file(run: DiffAERun, h5_path: Path) -> DiffAERun:
     """``run`` reading its subjects from ``h5_path`` (every patient of the file, no folds) instead of its data."""
-    settings = dict(vars(run.hparams), datadir=str(h5_path.parent), datafile=h5_path.name, foldCSV="")
-    return replace(run, hparams=argparse.Namespace(**settings))
+    return replace(run, cfg=run.cfg.updated(datadir=str(h5_path.parent), datafile=h5_path.name, foldCSV=""))
 
 
 @dataclass
@@ -200,7 +197,7 @@ class Explorer:
 
     def data_file(self) -> Path:
         """The HDF5 file the run's subjects are read from."""
-        return Path(H5DataModule.from_hparams(self.run.hparams, self.run.config, merge_train_val=False).h5_path)
+        return Path(H5DataModule.from_config(self.run.cfg, merge_train_val=False).h5_path)
 
     def data_file_name(self) -> str:
         """The name of the run's data file, for labels ("no data file" when the run names none)."""
@@ -234,7 +231,7 @@ class Explorer:
         try:
             series = load_subject(with_data_file(self.run, h5_path), subject)
         except DataError as err:
-            shape = getattr(self.run.hparams, "input_shape", "?")
+            shape = self.run.cfg.data.input_shape
             raise DataError(f"upload {Path(path).name}: {err} (the run's input shape is {shape})") from None
         if subject == UPLOAD_SUBJECT:
             series = replace(series, subject=Path(path).name)

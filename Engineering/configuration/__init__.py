@@ -1,4 +1,5 @@
-"""Configuration layer: command-line options, ``§`` overrides, YAML/JSON resolution, run naming and resources."""
+"""Configuration layer: command-line options, ``§`` overrides, YAML/JSON resolution into one typed, checked
+:class:`RunConfig`, run naming and resources."""
 
 from Engineering.configuration.cli import OPTIONS, SCRIPTS, Option, build_parser, option_defaults, options_for
 from Engineering.configuration.naming import RunPaths, make_run_name, run_paths
@@ -13,6 +14,8 @@ from Engineering.configuration.resolve import (
     save_resolved,
     system_resources,
 )
+from Engineering.configuration.run_config import RunConfig
+from Engineering.configuration.shapes import parse_shape
 from Engineering.configuration.stored import resolve_run
 
 __all__ = [
@@ -20,6 +23,7 @@ __all__ = [
     "SCRIPTS",
     "Option",
     "ResolvedConfig",
+    "RunConfig",
     "RunPaths",
     "SystemResources",
     "apply_json_overrides",
@@ -32,6 +36,7 @@ __all__ = [
     "make_run_name",
     "option_defaults",
     "options_for",
+    "parse_shape",
     "resolve",
     "resolve_run",
     "run_paths",

@@ -6,44 +6,39 @@ batch size are not part of the name; modelID <= 0 in taskID 0 is tagged ``_pytha
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
-from Engineering.errors import ConfigError
+from Engineering.configuration.run_config import RunConfig
 
 
-def _engine_tag(hparams: argparse.Namespace) -> str:
-    task = hparams.taskID
+def _engine_tag(cfg: RunConfig) -> str:
+    task = cfg.run.taskID
     if task == 0:
-        model_id = int(getattr(hparams, "modelID", 0))
-        return f"_model{model_id}" if model_id > 0 else f"_pythaemodel-{hparams.pythae_model}"
-    if task == 1:
-        return "_DiffAE"
-    if task == 2:
-        return "_LtCls"
-    raise ConfigError(f"--taskID {task!r}: expected 0 (pythae AE/VAE), 1 (DiffAE) or 2 (latent regressor)")
+        model_id = cfg.model.modelID
+        return f"_model{model_id}" if model_id > 0 else f"_pythaemodel-{cfg.pythae.pythae_model}"
+    return "_DiffAE" if task == 1 else "_LtCls"
 
 
-def make_run_name(hparams: argparse.Namespace) -> tuple[str, str]:
+def make_run_name(cfg: RunConfig) -> tuple[str, str]:
     """Return ``(trainID, run_name)`` of a run; a non-empty ``fulltrainID`` is used verbatim for both.
 
     With ``--run_dir`` the run name is that folder's name (the folder may have been renamed or moved).
     """
-    train_id, run_name = _derived_run_name(hparams)
-    pinned = getattr(hparams, "run_dir", "")
-    return train_id, Path(str(pinned)).name if pinned else run_name
+    train_id, run_name = _derived_run_name(cfg)
+    pinned = cfg.run.run_dir
+    return train_id, Path(pinned).name if pinned else run_name
 
 
-def _derived_run_name(hparams: argparse.Namespace) -> tuple[str, str]:
-    full = getattr(hparams, "fulltrainID", "")
-    if full:
-        return str(full), str(full)
-    train_id = f"{hparams.trainID}fold{hparams.foldID}_prec{hparams.ampmode}{_engine_tag(hparams)}"
-    interp = getattr(hparams, "interp_fact", None)
-    if interp is not None and interp != 1:
-        train_id += f"_interp{float(interp)}"
-    prefix = getattr(hparams, "run_prefix", "")
+def _derived_run_name(cfg: RunConfig) -> tuple[str, str]:
+    """``_interp<f>`` is added only where the setting exists (an option of the script, or a data-JSON key)."""
+    run = cfg.run
+    if run.fulltrainID:
+        return run.fulltrainID, run.fulltrainID
+    train_id = f"{run.trainID}fold{cfg.data.foldID}_prec{run.ampmode}{_engine_tag(cfg)}"
+    if "interp_fact" in cfg.hparams and cfg.data.interp_fact != 1:
+        train_id += f"_interp{float(cfg.data.interp_fact)}"
+    prefix = cfg.data.run_prefix
     run_name = f"{prefix}_{train_id}" if prefix else train_id
     return train_id, run_name
 
@@ -66,18 +61,17 @@ class RunPaths:
     latent_file: Path | None = None
 
 
-def run_paths(hparams: argparse.Namespace, run_name: str) -> RunPaths:
+def run_paths(cfg: RunConfig, run_name: str) -> RunPaths:
     """Folders of the run ``run_name`` under the JSON's ``save_path`` (see the original's directory layout)."""
-    save_path = Path(str(hparams.save_path))
+    save_path = Path(cfg.data.save_path)
     parent = latent = None
-    if hparams.taskID == 2:
-        parent = save_path / str(getattr(hparams, "parent_trainID", ""))
+    if cfg.run.taskID == 2:
+        parent = save_path / cfg.latent.parent_trainID
         save_path = parent / "ClassifyLatent"
-        latent = parent / str(getattr(hparams, "parent_outfolder", "Output_fullDSV2")) / "emb.h5"
-    pinned = getattr(hparams, "run_dir", "")
-    run_dir = Path(str(pinned)) if pinned else save_path / run_name
-    suffix = getattr(hparams, "output_suffix", "")
-    tb_root = getattr(hparams, "tblog_path", None)
+        latent = parent / cfg.latent.parent_outfolder / "emb.h5"
+    run_dir = Path(cfg.run.run_dir) if cfg.run.run_dir else save_path / run_name
+    suffix = cfg.outputs.output_suffix
+    tb_root = cfg.data.tblog_path
     return RunPaths(
         save_path=save_path,
         run_dir=run_dir,

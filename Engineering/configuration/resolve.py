@@ -1,7 +1,8 @@
 """Resolve the hyper-parameters of a run: CLI options, YAML config, data JSON and ``§`` overrides.
 
 Precedence for a hyper-parameter name: argparse default < explicit CLI option < data JSON < ``--json§`` override.
-The resolved result can be saved as one YAML file and replayed with ``--resolved_config``.
+The result is checked and typed once (:class:`~Engineering.configuration.run_config.RunConfig`), before anything
+is read or written. It can be saved as one YAML file and replayed with ``--resolved_config``.
 """
 
 from __future__ import annotations
@@ -18,9 +19,19 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import TypeAdapter, ValidationError
 
 from Engineering.configuration.cli import SCRIPTS, build_parser
-from Engineering.configuration.overrides import apply_json_overrides, apply_yaml_overrides, tokenise
+from Engineering.configuration.overrides import (
+    JSON_PREFIX,
+    SEP,
+    apply_json_overrides,
+    apply_yaml_overrides,
+    like_existing,
+    tokenise,
+)
+from Engineering.configuration.run_config import Origins, RunConfig, suggest_option
+from Engineering.configuration.sections import SECTIONS
 from Engineering.errors import ConfigError
 from Engineering.fileio import atomic_write_text
 
@@ -35,9 +46,17 @@ TASK_NAMES = {0: "pythae AE/VAE", 1: "DiffAE", 2: "latent regressor"}
 RESOLVED_KEYS = ("script", "argv", "hparams", "config", "datajson")
 
 
+#: the top-level YAML keys the typed configuration reads
+YAML_SECTIONS = tuple(dict.fromkeys(path[0] for model in SECTIONS.values() for path in model.YAML.values()))
+
+
 @dataclass
 class ResolvedConfig:
-    """Everything a run is built from: the script, its hyper-parameters, the YAML config and the data JSON."""
+    """Everything a run is built from: the script, its hyper-parameters, the YAML config and the data JSON.
+
+    ``cfg`` is the typed, checked configuration (None only for a record read back by :func:`load_resolved`);
+    ``hparams`` is its flat form as saved.
+    """
 
     script: str
     hparams: argparse.Namespace
@@ -45,13 +64,20 @@ class ResolvedConfig:
     datajson: dict[str, Any]
     overrides: dict[str, Any] = field(default_factory=dict)
     argv: list[str] = field(default_factory=list)
+    cfg: RunConfig | None = None
+
+    def typed(self) -> RunConfig:
+        """The typed configuration (built from ``hparams``/``config`` for a record read back from a file)."""
+        return self.cfg or RunConfig.from_saved(vars(self.hparams), self.config, self.script)
 
 
 def load_yaml_config(path: str | Path) -> dict[str, Any]:
-    """Read a YAML config file that must hold a mapping."""
+    """Read a YAML config file that must hold a non-empty mapping."""
     data = _read_structured(Path(path), "YAML config", yaml.safe_load, (yaml.YAMLError,))
     if data is None:
-        return {}
+        raise ConfigError(
+            f"YAML config {path} is empty; expected a mapping with sections such as {', '.join(YAML_SECTIONS)}"
+        )
     if not isinstance(data, dict):
         raise ConfigError(f"YAML config {path}: expected a mapping at the top level, found {type(data).__name__}")
     return data
@@ -98,21 +124,86 @@ def explicit_options(script: str, argv: Sequence[str]) -> dict[str, Any]:
     return vars(explicit)
 
 
+def _check_unknown_options(script: str, tokens: Sequence[str], config: Mapping[str, Any]) -> None:
+    """A ``--name`` without ``§`` that is no option and no top-level YAML key is a typo, not a new setting."""
+    known = [*config, *YAML_SECTIONS]
+    for token in tokens:
+        if not token.startswith("--"):
+            continue
+        name = token[2:].split("=", 1)[0]
+        name = name.removeprefix("no-")
+        if SEP not in name and name not in known:
+            raise ConfigError(
+                f"unknown option --{name}{suggest_option(name, script, [str(k) for k in config])} "
+                f"(set a YAML key with --section{SEP}key VALUE, a data JSON key with --{JSON_PREFIX}KEY VALUE)"
+            )
+
+
+def _flat_typer(path: Sequence[str], text: str, existing: Any) -> Any:
+    """Type a ``--json§KEY`` value by the setting it names (its option or field type), else like the old value."""
+    if len(path) == 1:
+        for model in SECTIONS.values():
+            info = model.model_fields.get(path[0])
+            if info is not None and info.annotation is not None and path[0] in model.flat_fields():
+                try:
+                    return TypeAdapter(info.annotation).validate_python(text)
+                except ValidationError as err:
+                    message = err.errors()[0]["msg"].replace("Input should be", "expected")
+                    raise ConfigError(f"--{JSON_PREFIX}{path[0]} {text!r}: {message}") from None
+    return like_existing(path, text, existing)
+
+
+def _typed(
+    script: str, hparams: argparse.Namespace, config: dict[str, Any], datajson: dict[str, Any], origins: Origins
+) -> RunConfig:
+    """Check and type the merged settings (the one place where a run's configuration is built)."""
+    for key, value in datajson.items():
+        setattr(hparams, key, value)
+    _check_task(hparams, datajson, origins.json_file)
+    return RunConfig.build(script, vars(hparams), config, origins)
+
+
 def resolve(script: str, argv: Sequence[str]) -> ResolvedConfig:
     """Resolve the run configuration of ``script`` from its command line ``argv`` (without the program name)."""
     argv = list(argv)
     hparams, unknown = build_parser(script).parse_known_args(argv)
-    overrides = tokenise(unknown)
+    overrides = tokenise(unknown, raw=True)
     if hparams.resolved_config:
         return _replay(script, argv, overrides, Path(hparams.resolved_config))
     config = load_yaml_config(hparams.configyml_path)
+    _check_unknown_options(script, unknown, config)
     apply_yaml_overrides(config, overrides)
     datajson = load_datajson(hparams.datajson_path)
-    apply_json_overrides(datajson, overrides)
-    for key, value in datajson.items():
-        setattr(hparams, key, value)
-    _check_task(hparams, datajson, hparams.datajson_path)
-    return ResolvedConfig(script, hparams, config, datajson, overrides, argv)
+    apply_json_overrides(datajson, overrides, _flat_typer)
+    origins = Origins(hparams.configyml_path, hparams.datajson_path, frozenset(datajson), frozenset(overrides))
+    cfg = _typed(script, hparams, config, datajson, origins)
+    return ResolvedConfig(
+        script,
+        argparse.Namespace(**cfg.hparams),
+        config,
+        datajson,
+        _typed_overrides(overrides, config, datajson),
+        argv,
+        cfg,
+    )
+
+
+def _typed_overrides(
+    overrides: Mapping[str, Any], config: Mapping[str, Any], datajson: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The overrides as applied (their typed values), for the saved record; one replaced by a later override of
+    a parent key is left out."""
+    out: dict[str, Any] = {}
+    for key in overrides:
+        root, path = (datajson, key[len(JSON_PREFIX) :]) if key.startswith(JSON_PREFIX) else (config, key)
+        node: Any = root
+        try:
+            for part in path.split(SEP):
+                node = node[part]
+        except (KeyError, TypeError):
+            continue
+        out[key] = node
+    return out
 
 
 def _replay(script: str, argv: list[str], overrides: dict[str, Any], path: Path) -> ResolvedConfig:
@@ -127,15 +218,24 @@ def replay(
     if saved.script != script:
         raise ConfigError(f"{where}: saved for script {saved.script!r}, cannot replay it with {script!r}")
     hparams, config, datajson = saved.hparams, saved.config, saved.datajson
+    _, unknown = build_parser(script).parse_known_args(list(argv))
+    _check_unknown_options(script, unknown, config)
     for name, value in explicit_options(script, argv).items():
         if name not in datajson:  # JSON keys keep their precedence over CLI options
             setattr(hparams, name, value)
     apply_yaml_overrides(config, overrides)
-    apply_json_overrides(datajson, overrides)
-    for key, value in datajson.items():
-        setattr(hparams, key, value)
-    _check_task(hparams, datajson, f"{hparams.datajson_path} (replayed from {where})")
-    return ResolvedConfig(script, hparams, config, datajson, {**saved.overrides, **overrides}, list(argv))
+    apply_json_overrides(datajson, overrides, _flat_typer)
+    origins = Origins(
+        f"{hparams.configyml_path} (replayed from {where})",
+        f"{hparams.datajson_path} (replayed from {where})",
+        frozenset(datajson),
+        frozenset(overrides),
+    )
+    cfg = _typed(script, hparams, config, datajson, origins)
+    applied = _typed_overrides(overrides, config, datajson)
+    return ResolvedConfig(
+        script, argparse.Namespace(**cfg.hparams), config, datajson, {**saved.overrides, **applied}, list(argv), cfg
+    )
 
 
 _DROP = object()

@@ -9,7 +9,6 @@ before configurations were stored (or with an unreadable one) fall back to this 
 
 from __future__ import annotations
 
-import argparse
 import copy
 import logging
 from collections.abc import Sequence
@@ -28,6 +27,7 @@ from Engineering.configuration.resolve import (
     resolved_from_document,
 )
 from Engineering.configuration.run_lookup import require_run_folder
+from Engineering.configuration.sections import RunControl
 from Engineering.errors import CheckpointError, ConfigError
 
 log = logging.getLogger("imlatent")
@@ -138,10 +138,10 @@ def start_from_stored(
     return replay(base, script, argv, current.overrides, where)
 
 
-def _check_run_selection(hp: argparse.Namespace) -> None:
-    if hp.run_dir and not hp.resume:
-        raise ConfigError(f"--run_dir {hp.run_dir} names a run to test or continue from its checkpoint: add --resume")
-    if hp.run_dir and hp.load_model_4test:
+def _check_run_selection(run: RunControl) -> None:
+    if run.run_dir and not run.resume:
+        raise ConfigError(f"--run_dir {run.run_dir} names a run to test or continue from its checkpoint: add --resume")
+    if run.run_dir and run.load_model_4test:
         raise ConfigError(
             "--run_dir and --load_model_4test both name a run: --run_dir tests or continues that run in its own"
             " folder, --load_model_4test tests its checkpoint into this command's run folder; use one"
@@ -150,25 +150,24 @@ def _check_run_selection(hp: argparse.Namespace) -> None:
 
 def source_run(rc: ResolvedConfig) -> Path:
     """The run folder whose checkpoint (and stored configuration) this command reads; it must exist."""
-    hp = rc.hparams
-    prefix = str(rc.datajson.get("run_prefix", ""))
-    for option in ("load_model_4test", "run_dir"):
-        given = getattr(hp, option)
+    assert rc.cfg is not None  # resolve always types the configuration
+    run, prefix = rc.cfg.run, rc.cfg.data.run_prefix
+    for option, given in (("load_model_4test", run.load_model_4test), ("run_dir", run.run_dir)):
         if given:
-            return require_run_folder(Path(str(given)), prefix, f"given with --{option}")
-    probe = copy.deepcopy(hp)
-    probe.trainID, run_name = make_run_name(probe)
+            return require_run_folder(Path(given), prefix, f"given with --{option}")
+    _, run_name = make_run_name(rc.cfg)
     what = "named by --trainID, --foldID, --ampmode, the engine and the data JSON's run_prefix and save_path"
-    return require_run_folder(run_paths(probe, run_name).run_dir, prefix, what)
+    return require_run_folder(run_paths(rc.cfg, run_name).run_dir, prefix, what)
 
 
 def resolve_run(script: str, argv: Sequence[str]) -> ResolvedConfig:
     """:func:`resolve`, then, for a command that reads a run's checkpoint, start from that run's stored config."""
     argv = list(argv)
     current = resolve(script, argv)
-    hp = current.hparams
-    _check_run_selection(hp)
-    if not (hp.resume or hp.load_model_4test) or hp.resolved_config:
+    assert current.cfg is not None  # resolve always types the configuration
+    run = current.cfg.run
+    _check_run_selection(run)
+    if not (run.resume or run.load_model_4test) or run.resolved_config:
         return current  # nothing to read back (a replayed --resolved_config already is a stored configuration)
     folder = source_run(current)
     found = stored_config(folder)
@@ -177,7 +176,9 @@ def resolve_run(script: str, argv: Sequence[str]) -> ResolvedConfig:
         return current
     stored, where = found
     rc = start_from_stored(stored, where, current, script, argv)
-    if not hp.load_model_4test:  # the run's own folder, whatever its stored save_path says (it may have moved)
+    if not run.load_model_4test:  # the run's own folder, whatever its stored save_path says (it may have moved)
+        assert rc.cfg is not None  # replay types the configuration
+        rc.cfg = rc.cfg.updated(run_dir=str(folder))
         rc.hparams.run_dir = str(folder)
     log.info("Starting from the configuration stored in %s; options on this command line override it", where)
     return rc

@@ -6,7 +6,6 @@ Batch (default collation): ``inp.data`` (B, C, …) tensor, ``inp.volmin``/``inp
 
 from __future__ import annotations
 
-import argparse
 import logging
 import random
 from collections.abc import Mapping, Sequence
@@ -18,6 +17,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from Engineering.configuration.run_config import RunConfig
 from Engineering.data.checks import Expectation
 from Engineering.data.folds import Fold, read_folds
 from Engineering.data.h5dataset import H5SeriesDataset, list_patients
@@ -25,7 +25,7 @@ from Engineering.data.options import DatasetOptions
 from Engineering.data.samplers import unrepeated_test_sampler
 from Engineering.data.store import as_location, join_location
 from Engineering.errors import ConfigError
-from Engineering.transforms import Compose, TransformOptions, build_transforms, parse_shape
+from Engineering.transforms import Compose, TransformOptions, build_transforms
 from Engineering.transforms.spatial import describe_fit
 
 log = logging.getLogger("imlatent.data")
@@ -56,13 +56,12 @@ class LoaderOptions:
 EMB_ONLY_TEST_BATCH = 8
 
 
-def inference_batch_size(hparams: Any) -> int:
+def inference_batch_size(cfg: RunConfig) -> int:
     """``--test_batch_size`` if > 0; else ``max(batch_size, EMB_ONLY_TEST_BATCH)`` with --test_emb_only; else 0."""
-    requested = int(getattr(hparams, "test_batch_size", 0) or 0)
-    if requested:
-        return requested
-    if bool(getattr(hparams, "test_emb_only", False)):
-        return max(int(getattr(hparams, "batch_size", 1) or 1), EMB_ONLY_TEST_BATCH)
+    if cfg.run.test_batch_size:
+        return cfg.run.test_batch_size
+    if cfg.diffae.test_emb_only:
+        return max(cfg.run.batch_size, EMB_ONLY_TEST_BATCH)
     return 0
 
 
@@ -104,12 +103,6 @@ def merge_dataset_options(
     return DatasetOptions.from_mapping(merged, "dataset options")
 
 
-def _require(hparams: argparse.Namespace, name: str) -> Any:
-    if not hasattr(hparams, name):
-        raise ConfigError(f"option {name} is missing from the command line / dataNpath JSON; expected a value")
-    return getattr(hparams, name)
-
-
 class H5DataModule(L.LightningDataModule):
     """Train/val/test/predict datasets of one HDF5 file, split by an optional fold CSV row.
 
@@ -124,9 +117,9 @@ class H5DataModule(L.LightningDataModule):
         dataset_options: DatasetOptions,
         transform_options: TransformOptions,
         loader: LoaderOptions,
-        merge_train_val: bool = False,
-        n_save_recon_subs: float = 0,
-        save_recon_subs: str = "",
+        merge_train_val: bool,
+        n_save_recon_subs: float,
+        save_recon_subs: str,
     ) -> None:
         super().__init__()
         self.h5_path = as_location(h5_path)
@@ -147,52 +140,38 @@ class H5DataModule(L.LightningDataModule):
         self._recon_drawn = False
 
     @classmethod
-    def from_hparams(
-        cls, hparams: argparse.Namespace, config: Mapping[str, Any], merge_train_val: bool
-    ) -> H5DataModule:
-        """Build from the flat CLI + dataNpath namespace and the YAML dict (``data.dataset``, ``data.complex_mode``)."""
-        data_cfg = dict(config.get("data") or {})
-        ds_keys = {k[3:]: v for k, v in vars(hparams).items() if k.startswith("DS_")}
-        norm_type = str(_require(hparams, "norm_type"))
-        prenorm = str(getattr(hparams, "zscore_prenorm", "") or "")
-        options = merge_dataset_options(norm_type, prenorm, data_cfg.get("dataset"), ds_keys)
+    def from_config(cls, cfg: RunConfig, merge_train_val: bool) -> H5DataModule:
+        """Build from the run configuration (data and loader settings, ``DS_*`` keys, YAML ``data`` section)."""
+        data, run = cfg.data, cfg.run
+        options = merge_dataset_options(data.norm_type, data.zscore_prenorm, data.yaml_dataset, data.dataset)
         transform_options = TransformOptions(
-            norm_type=norm_type,
-            zscore_mean=str(getattr(hparams, "zscore_mean", "")),
-            zscore_std=str(getattr(hparams, "zscore_std", "")),
-            zscore_prenorm=prenorm,
-            interp_fact=float(getattr(hparams, "interp_fact", 1)),
-            croppad=bool(getattr(hparams, "croppad", True)),
-            input_shape=parse_shape(_require(hparams, "input_shape")),
-            is3D=bool(_require(hparams, "is3D")),
-            grey2RGB=int(getattr(hparams, "grey2RGB", -1)),
-            is_complexDS=bool(getattr(hparams, "is_complexDS", False)),
-            complex_mode=int(data_cfg.get("complex_mode", 1)),
-            p_augment=float(getattr(hparams, "p_augment", 0)),
-            p_aug_horflip=float(getattr(hparams, "p_aug_horflip", 0)),
+            norm_type=data.norm_type,
+            zscore_mean=data.zscore_mean,
+            zscore_std=data.zscore_std,
+            zscore_prenorm=data.zscore_prenorm,
+            interp_fact=data.interp_fact,
+            croppad=data.croppad,
+            input_shape=data.shape,
+            is3D=cfg.model.is_3d,
+            grey2RGB=data.grey2RGB,
+            is_complexDS=data.is_complexDS,
+            complex_mode=data.complex_mode,
+            p_augment=data.p_augment,
+            p_aug_horflip=data.p_aug_horflip,
         )
-        loader = LoaderOptions(
-            int(_require(hparams, "batch_size")),
-            int(getattr(hparams, "num_workers", 0)),
-            int(getattr(hparams, "nbatch_prefetch", None) or 2),
-            inference_batch_size(hparams),
-        )
-        datadir = Path(str(_require(hparams, "datadir")))
-        fold_csv = getattr(hparams, "foldCSV", "")
-        fold = (
-            read_folds(datadir / str(fold_csv), int(getattr(hparams, "foldID", 0)))
-            if fold_csv_given(fold_csv)
-            else None
-        )
+        loader = LoaderOptions(run.batch_size, run.num_workers, run.nbatch_prefetch or 2, inference_batch_size(cfg))
+        datadir = Path(data.datadir)
+        fold = read_folds(datadir / str(data.foldCSV), data.foldID) if fold_csv_given(data.foldCSV) else None
+        outputs = cfg.outputs
         return cls(
-            join_location(datadir, str(getattr(hparams, "datafile", None) or "data.h5")),
+            join_location(datadir, data.datafile),
             fold,
             options,
             transform_options,
             loader,
             merge_train_val,
-            float(getattr(hparams, "n_save_recon_subs", 0)),
-            str(getattr(hparams, "save_recon_subs", "") or ""),
+            outputs.n_save_recon_subs,
+            outputs.save_recon_subs,
         )
 
     def split_ids(self, split: str) -> list[str] | None:

@@ -20,7 +20,6 @@ Item: ``latent`` float32 (L,), ``phenotypes`` float32 (n_pheno,) or int64 (), ``
 
 from __future__ import annotations
 
-import argparse
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from Engineering.configuration.run_config import RunConfig
 from Engineering.data.datamodule import fold_csv_given
 from Engineering.data.folds import Fold, read_folds
 from Engineering.data.sidecars import read_table
@@ -167,34 +167,30 @@ class LatentDataModule(L.LightningDataModule):
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_hparams(
-        cls, hparams: argparse.Namespace, latent_file: str | Path, merge_train_val: bool
-    ) -> LatentDataModule:
-        """Build from the resolved namespace (``DS_phenotypes``, ``datadir``/``foldCSV``/``foldID``, loader options,
+    def from_config(cls, cfg: RunConfig, latent_file: str | Path, merge_train_val: bool) -> LatentDataModule:
+        """Build from the run configuration (``DS_phenotypes``, ``datadir``/``foldCSV``/``foldID``, loader options,
         ``latent_task``) and ``RunPaths.latent_file``; checks ``--in_channels`` against the file's L."""
-        phenotypes = getattr(hparams, "DS_phenotypes", None)
+        data, run = cfg.data, cfg.run
+        phenotypes = data.dataset.get("phenotypes")
         if not isinstance(phenotypes, Mapping) or "path" not in phenotypes or "cols" not in phenotypes:
             raise ConfigError(
-                f"DS_phenotypes in {getattr(hparams, 'datajson_path', 'the dataNpath JSON')} is {phenotypes!r}; "
+                f"DS_phenotypes in {run.datajson_path} is {phenotypes!r}; "
                 "taskID 2 expects {'path': <TSV>, 'cols': 'col1,col2'}"
             )
-        fold_csv_name = getattr(hparams, "foldCSV", "")
-        fold_csv = Path(str(getattr(hparams, "datadir", "."))) / str(fold_csv_name)
-        given = fold_csv_given(fold_csv_name)
-        fold = read_folds(fold_csv, int(getattr(hparams, "foldID", 0))) if given else None
-        workers = int(getattr(hparams, "num_workers", 0) or 0)
+        fold_csv = Path(data.datadir) / str(data.foldCSV)
+        given = fold_csv_given(data.foldCSV)
         dm = cls(
             latent_file,
             phenotypes,
-            fold,
-            task=str(getattr(hparams, "latent_task", "regression") or "regression"),
-            batch_size=int(getattr(hparams, "batch_size", 100)),
-            num_workers=workers,
-            nbatch_prefetch=int(getattr(hparams, "nbatch_prefetch", None) or 2),
+            read_folds(fold_csv, data.foldID) if given else None,
+            task=cfg.latent.latent_task,
+            batch_size=run.batch_size,
+            num_workers=run.num_workers,
+            nbatch_prefetch=run.nbatch_prefetch or 2,
             merge_train_val=merge_train_val,
             fold_csv=fold_csv if given else None,
         )
-        in_channels = int(getattr(hparams, "in_channels", dm.latent_dim))
+        in_channels = cfg.model.in_channels
         if in_channels != dm.latent_dim:
             raise ConfigError(
                 f"--in_channels {in_channels} does not match latent length L={dm.latent_dim} of {dm.latent_file}; "

@@ -230,13 +230,13 @@ def run_selection(script: str, argv: Sequence[str]) -> RunSelection:
     from Engineering.configuration import resolve
     from Engineering.data.datamodule import H5DataModule
 
-    rc = resolve(script, list(argv))
-    hp = rc.hparams
-    dm = H5DataModule.from_hparams(hp, rc.config, merge_train_val=False)
+    cfg = resolve(script, list(argv)).cfg
+    assert cfg is not None  # resolve types and checks the configuration
+    dm = H5DataModule.from_config(cfg, merge_train_val=False)
     if dm.fold is None:
         return RunSelection(Path(dm.h5_path), dm.dataset_options, dm.expectation, {"all": None}, None)
     splits: dict[str, list[str] | None] = {s: dm.split_ids(s) for s in SPLITS}
-    fold_csv = Path(str(hp.datadir)) / str(hp.foldCSV)  # where from_hparams read the fold
+    fold_csv = Path(cfg.data.datadir) / str(cfg.data.foldCSV)  # where from_config read the fold
     return RunSelection(Path(dm.h5_path), dm.dataset_options, dm.expectation, splits, fold_csv)
 
 

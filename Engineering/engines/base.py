@@ -15,14 +15,15 @@ from typing import Any, cast
 import lightning.pytorch as pl
 import torch
 
+from Engineering.configuration.run_config import RunConfig
+from Engineering.configuration.sections import LRDecay
 from Engineering.errors import ConfigError
 from Engineering.outputs.collector import InferenceResult, OutputCollector, TestOutputs
 from Engineering.outputs.panels import labelled_panel
-from Engineering.transforms import parse_shape
 
 log = logging.getLogger("imlatent")
 
-#: optimiserID -> (name, factory(params, lr))
+#: optimiserID -> name (the original's ids)
 OPTIMISERS: dict[int, str] = {
     0: "Adam",
     1: "AdamW",
@@ -32,109 +33,129 @@ OPTIMISERS: dict[int, str] = {
     100: "DeepSpeedCPUAdam",
     200: "FusedAdam",
 }
+#: ids of OPTIMISERS that build_optimiser cannot build, with the reason (refused before a run starts)
+UNAVAILABLE_OPTIMISERS: dict[int, str] = {
+    4: "its step() needs each task's loss, their ranks and a feature map, which Lightning's optimiser step never "
+    "passes (the original could not train with it either)",
+}
+
+
+def _optimiser_key(optimiser_id: int | str) -> int | str:
+    if isinstance(optimiser_id, str) and optimiser_id.strip().lstrip("-").isdigit():
+        return int(optimiser_id)
+    return optimiser_id
+
+
+def _named_optimiser(name: str) -> Any:
+    """A torch.optim class, or a pytorch_optimizer one when that package is installed."""
+    cls = getattr(torch.optim, name, None)
+    if cls is not None:
+        return cls
+    try:
+        import pytorch_optimizer  # type: ignore[import-not-found]
+
+        return pytorch_optimizer.load_optimizer(name)
+    except Exception as err:  # noqa: BLE001 - any failure means the name is unusable
+        raise ConfigError(
+            f"--optimiserID {name!r} is neither an optimiser id {sorted(OPTIMISERS)} nor a torch.optim class"
+            " (install pytorch_optimizer for other named optimisers)"
+        ) from err
+
+
+def check_optimiser(optimiser_id: int | str) -> None:
+    """Refuse an ``--optimiserID`` that :func:`build_optimiser` cannot build, with the reason."""
+    key = _optimiser_key(optimiser_id)
+    if isinstance(key, str):
+        _named_optimiser(key)
+        return
+    if key not in OPTIMISERS:
+        raise ConfigError(f"--optimiserID {key} is unknown; valid ids: {sorted(OPTIMISERS)} or a torch.optim name")
+    if key in UNAVAILABLE_OPTIMISERS:
+        usable = ", ".join(str(k) for k in OPTIMISERS if k not in UNAVAILABLE_OPTIMISERS)
+        raise ConfigError(
+            f"--optimiserID {key} ({OPTIMISERS[key]}) cannot be used: {UNAVAILABLE_OPTIMISERS[key]}; use {usable}"
+        )
 
 
 def build_optimiser(optimiser_id: int | str, params: Any, lr: float) -> torch.optim.Optimizer:
     """Create the optimiser chosen by ``--optimiserID`` (an integer id, or the name of a torch.optim class)."""
-    key: int | str = optimiser_id
-    if isinstance(key, str) and key.lstrip("-").isdigit():
-        key = int(key)
-    if isinstance(key, int):
-        if key not in OPTIMISERS:
-            raise ConfigError(f"--optimiserID {key} is unknown; valid ids: {sorted(OPTIMISERS)}")
-        name = OPTIMISERS[key]
-        if name in {"Adam", "AdamW", "RAdam"}:
-            return getattr(torch.optim, name)(params, lr=lr)
-        if name == "DeepSpeedCPUAdam":
-            from deepspeed.ops.adam import DeepSpeedCPUAdam
+    check_optimiser(optimiser_id)
+    key = _optimiser_key(optimiser_id)
+    if isinstance(key, str):
+        return _named_optimiser(key)(params, lr=lr)
+    name = OPTIMISERS[key]
+    if name == "DeepSpeedCPUAdam":
+        from deepspeed.ops.adam import DeepSpeedCPUAdam
 
-            return DeepSpeedCPUAdam(params, lr=lr)
-        if name == "FusedAdam":
-            from deepspeed.ops.adam import FusedAdam
+        return DeepSpeedCPUAdam(params, lr=lr)
+    if name == "FusedAdam":
+        from deepspeed.ops.adam import FusedAdam
 
-            return FusedAdam(params, lr=lr)
-        if name == "Madam":
-            from Engineering.science.madam import Madam
+        return FusedAdam(params, lr=lr)
+    if name == "Madam":
+        from Engineering.science.madam import Madam
 
-            return Madam(params, lr=lr)
-        # MTAdam, the one id left (the cfg parser refuses it before this point as well)
-        raise ConfigError(
-            f"--optimiserID {key} ({name}) cannot be used: its step() needs each task's loss, their ranks and a "
-            "feature map, which Lightning's optimiser step never passes (the original could not train with it "
-            "either); use 0 (Adam), 1, 2, 3, 100 or 200"
-        )
-    cls = getattr(torch.optim, key, None)
-    if cls is None:
-        try:
-            import pytorch_optimizer  # type: ignore[import-not-found]
-
-            cls = pytorch_optimizer.load_optimizer(key)
-        except Exception as err:  # noqa: BLE001 - any failure means the name is unusable
-            raise ConfigError(
-                f"--optimiserID {key!r} is neither an optimiser id {sorted(OPTIMISERS)} nor a torch.optim class"
-                " (install pytorch_optimizer for other named optimisers)"
-            ) from err
-    return cls(params, lr=lr)
+        return Madam(params, lr=lr)
+    return getattr(torch.optim, name)(params, lr=lr)
 
 
-def build_lr_scheduler(decay_type: int, lr_decay: Mapping[str, Any], optimiser: torch.optim.Optimizer) -> dict | None:
+def build_lr_scheduler(decay_type: int, lr_decay: LRDecay, optimiser: torch.optim.Optimizer) -> dict | None:
     """Lightning scheduler dict for ``--lr_decay_type`` 1 (StepLR) or 2 (ReduceLROnPlateau on val_loss)."""
     if decay_type == 0:
         return None
     if decay_type == 1:
-        p = lr_decay.get("type1", {})
+        step = lr_decay.type1
         sched: torch.optim.lr_scheduler.LRScheduler = torch.optim.lr_scheduler.StepLR(
-            optimiser, step_size=int(p.get("decay_nepoch", 25)), gamma=float(p.get("decay_rate", 0.1))
+            optimiser, step_size=step.decay_nepoch, gamma=step.decay_rate
         )
         return {"scheduler": sched, "interval": "epoch"}
     if decay_type == 2:
-        p = lr_decay.get("type2", {})
+        plateau = lr_decay.type2
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimiser,
             mode="min",
-            factor=float(p.get("decay_rate", 0.1)),
-            patience=int(p.get("patience", 10)),
-            threshold=float(p.get("threshold", 1e-4)),
-            cooldown=int(p.get("cooldown", 0)),
-            min_lr=float(p.get("min_lr", 0)),
+            factor=plateau.decay_rate,
+            patience=plateau.patience,
+            threshold=plateau.threshold,
+            cooldown=plateau.cooldown,
+            min_lr=plateau.min_lr,
         )
         return {"scheduler": sched, "interval": "epoch", "monitor": "val_loss"}
     raise ConfigError(f"--lr_decay_type {decay_type} is unknown; valid: 0 (none), 1 (StepLR), 2 (ReduceLROnPlateau)")
 
 
-def plain_hparams(hparams: Any) -> dict[str, Any]:
-    """The hyper-parameters as a dict of plain (YAML/checkpoint-safe) values."""
-    items = vars(hparams).items() if not isinstance(hparams, Mapping) else hparams.items()
-    out: dict[str, Any] = {}
-    for key, value in items:
-        if isinstance(value, (str, int, float, bool, type(None), list, tuple, dict)):
-            out[key] = value
-    return out
-
-
 class BaseEngine(pl.LightningModule):
     """Common run control of every engine: optimiser choice, LR decay and the test-output lifecycle.
 
-    Subclasses implement ``training_step``/``validation_step`` and :meth:`infer`.
+    Subclasses implement ``training_step``/``validation_step`` and :meth:`infer`. An engine is built from a
+    :class:`RunConfig`, or from the ``hparams``/``config`` pair a checkpoint stores (settings it lacks take the
+    defaults of the engine's executor, ``SCRIPT``); checkpoints keep carrying that pair.
     """
 
-    def __init__(self, hparams: Mapping[str, Any], config: Mapping[str, Any]) -> None:
+    SCRIPT = "recon"
+
+    def __init__(self, hparams: RunConfig | Mapping[str, Any], config: Mapping[str, Any] | None = None) -> None:
         super().__init__()
-        self.save_hyperparameters({"hparams": dict(hparams), "config": dict(config)})
-        self.hp = dict(hparams)
-        self.config = dict(config)
-        self.lr = float(self.hp.get("lr", 1e-4))
-        self.automatic_optimization = bool(self.hp.get("auto_optim", True))
+        cfg = hparams if isinstance(hparams, RunConfig) else RunConfig.from_saved(hparams, config or {}, self.SCRIPT)
+        self.save_hyperparameters({"hparams": dict(cfg.hparams), "config": dict(cfg.yaml)})
+        self.cfg = cfg
+        self.lr = cfg.training.lr
+        self.automatic_optimization = cfg.training.auto_optim
         self.test_outputs: TestOutputs | None = None
         self.provenance: dict[str, Any] | None = None  # root attributes of emb.h5, set by the runner
         self.collector: OutputCollector | None = None  # the test stage's, made in on_test_start
 
+    def use_config(self, cfg: RunConfig) -> None:
+        """Adopt a changed configuration (the batch size or learning rate found by the tuner); checkpoints keep it."""
+        self.cfg = cfg
+        self.lr = cfg.training.lr
+        self.hparams["hparams"] = dict(cfg.hparams)
+
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self) -> Any:
-        optimiser = build_optimiser(self.hp.get("optimiserID", 0), self.parameters(), self.lr)
-        sched = build_lr_scheduler(
-            int(self.hp.get("lr_decay_type", 0)), self.config.get("training", {}).get("LRDecay", {}), optimiser
-        )
+        training = self.cfg.training
+        optimiser = build_optimiser(training.optimiserID, self.parameters(), self.lr)
+        sched = build_lr_scheduler(training.lr_decay_type, training.lr_decay, optimiser)
         if sched is None:
             return optimiser
         return {"optimizer": optimiser, "lr_scheduler": sched}
@@ -155,15 +176,12 @@ class BaseEngine(pl.LightningModule):
 
     def architecture(self) -> dict[str, Any]:
         """Values that fix the network's shape, compared with a pretrained repository's config.json."""
-        keys = ("is3D", "in_channels", "out_channels", "input_shape")
-        arch = {k: self.hp[k] for k in keys if k in self.hp}
-        if "is3D" in arch:
-            arch["is3D"] = bool(int(arch["is3D"]))
-        if "input_shape" in arch:
-            arch["input_shape"] = list(parse_shape(arch["input_shape"]))
-        latent = (self.config.get("model") or {}).get("latent_dim")
-        if isinstance(latent, int) and latent > 0:
-            arch["latent_dim"] = latent
+        model = self.cfg.model
+        arch: dict[str, Any] = {"is3D": model.is_3d, "in_channels": model.in_channels}
+        if self.SCRIPT != "latentcls":  # the image engines: the latent regressor has no image shape
+            arch.update(out_channels=model.out_channels, input_shape=list(self.cfg.data.shape))
+        if model.latent_dim is not None and model.latent_dim > 0:
+            arch["latent_dim"] = model.latent_dim
         return arch
 
     def _last_batch_of_epoch(self, batch_idx: int) -> bool:
@@ -174,7 +192,7 @@ class BaseEngine(pl.LightningModule):
 
     @property
     def accumulate_gradbatch(self) -> int:
-        return max(1, int(self.hp.get("effective_batch_size", 1)) // max(1, int(self.hp.get("batch_size", 1))))
+        return self.cfg.accumulate
 
     # ------------------------------------------------------------------ logging helpers
     def tensorboard(self) -> Any | None:
@@ -192,7 +210,7 @@ class BaseEngine(pl.LightningModule):
         ``inp``/``out`` are in [0, 1], or in [-1, 1] with ``signed`` (DiffAE); both are shown on one fixed scale,
         not each stretched to its own min..max (which turned an almost constant output into noise).
         """
-        freq = int(self.config.get("training", {}).get("im_log_freq", -1))
+        freq = self.cfg.training.im_log_freq
         writer = self.tensorboard()
         if writer is None or freq < 0 or batch_idx % max(freq, 1) != 0:
             return
@@ -215,8 +233,7 @@ class BaseEngine(pl.LightningModule):
     def on_test_start(self) -> None:
         if self.test_outputs is None:
             raise ConfigError("the engine has no test output settings; the runner must set engine.test_outputs")
-        is3d = bool(int(self.hp.get("is3D", 1)))
-        self.collector = OutputCollector(self.test_outputs, is3d=is3d, provenance=self.provenance)
+        self.collector = OutputCollector(self.test_outputs, is3d=self.cfg.model.is_3d, provenance=self.provenance)
 
     def test_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
         assert self.collector is not None  # made in on_test_start

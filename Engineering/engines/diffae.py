@@ -14,13 +14,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from Engineering.configuration.run_config import RunConfig
 from Engineering.engines.base import BaseEngine
-from Engineering.errors import ConfigError
 from Engineering.outputs.collector import InferenceResult
 from Engineering.science.diffusion import GaussianDiffusion
 from Engineering.science.ema import ema_copy, ema_update
 from Engineering.science.metrics import median_ssim
-from Engineering.transforms import parse_shape
 from Engineering.warp_drives.diffae import DiffAEConfig, build_diffae_net
 
 HALF_PRECISION = {"16", "16-mixed", "bf16", "bf16-mixed", "bf16-true", "16-true"}
@@ -30,44 +29,36 @@ class DiffAEEngine(BaseEngine):
     """LightningModule of the 2D/3D diffusion autoencoder (diffae.md §4)."""
 
     x_T: torch.Tensor  # registered buffer (see __init__)
+    SCRIPT = "diffae"
 
-    def __init__(self, hparams: Mapping[str, Any], config: Mapping[str, Any]) -> None:
+    def __init__(self, hparams: RunConfig | Mapping[str, Any], config: Mapping[str, Any] | None = None) -> None:
         super().__init__(hparams, config)
-        hp = self.hp
         self.automatic_optimization = True  # DiffAE needs Lightning's automatic optimisation
-        self.input_shape = parse_shape(hp["input_shape"])
-        is3d = bool(int(hp.get("is3D", 1)))
-        if len(self.input_shape) != (3 if is3d else 2):
-            raise ConfigError(
-                f"--input_shape {hp['input_shape']} has {len(self.input_shape)} sizes but --is3D {int(is3d)} needs {3 if is3d else 2}"
-            )
-        latent_dim = (config.get("model") or {}).get("latent_dim")
-        if not isinstance(latent_dim, int) or latent_dim <= 0:
-            raise ConfigError(f"model§latent_dim must be a positive integer for DiffAE, got {latent_dim!r}")
-        ampmode = str(hp.get("ampmode", "32"))
+        cfg = self.cfg  # latent size and shape rank are checked when the configuration is built
+        model, ampmode = cfg.model, cfg.run.ampmode
+        self.input_shape = cfg.data.shape
+        assert model.latent_dim is not None  # RunConfig refuses a DiffAE configuration without one
         self.conf = DiffAEConfig.from_run(
-            is3D=is3d,
-            in_channels=int(hp.get("in_channels", 1)),
-            out_channels=int(hp.get("out_channels", 1)),
+            is3D=model.is_3d,
+            in_channels=model.in_channels,
+            out_channels=model.out_channels,
             input_shape=self.input_shape,
-            latent_dim=latent_dim,
-            batch_size=int(hp.get("batch_size", 2)),
+            latent_dim=model.latent_dim,
+            batch_size=cfg.run.batch_size,
             fp16=ampmode not in {"32", "32-true"},
-            yaml_overrides=(config.get("model") or {}).get("DiffAE") or {},
+            yaml_overrides=cfg.diffae.template,
             lr=self.lr,
-            test_with_TEval=bool(hp.get("test_with_TEval", True)),
+            test_with_TEval=cfg.diffae.test_with_TEval,
             accum_batches=self.accumulate_gradbatch,
         )
         self.net = build_diffae_net(self.conf)
         self.ema_net = ema_copy(self.net)
-        self.register_buffer(
-            "x_T", torch.randn(self.conf.sample_size, int(hp.get("in_channels", 1)), *self.input_shape)
-        )
+        self.register_buffer("x_T", torch.randn(self.conf.sample_size, model.in_channels, *self.input_shape))
         self.diffusion = GaussianDiffusion.from_config(self.conf)
         self.T_inv, self.T_step = int(self.conf.T_inv), int(self.conf.T_step)  # = T_eval under --test_with_TEval
         self.amp_dtype = torch.bfloat16 if ampmode.startswith("bf16") else torch.float16
         self.use_amp = ampmode in HALF_PRECISION
-        self.grey2rgb = int(hp.get("grey2RGB", -1))
+        self.grey2rgb = cfg.data.grey2RGB
         self._generator: torch.Generator | None = None
 
     def train(self, mode: bool = True) -> DiffAEEngine:
@@ -141,7 +132,8 @@ class DiffAEEngine(BaseEngine):
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         # clip once (D3): Lightning clips when --grad_clip_algo is set; otherwise clip to the config's grad_clip
-        lightning_clips_norm = self.hp.get("grad_clip_algo") == "norm" and bool(self.hp.get("grad_clip_val"))
+        training = self.cfg.training
+        lightning_clips_norm = training.clips and training.grad_clip_algo == "norm"
         if not lightning_clips_norm and float(self.conf.grad_clip) > 0:
             params = [p for group in optimizer.param_groups for p in group["params"]]
             torch.nn.utils.clip_grad_norm_(params, float(self.conf.grad_clip))
@@ -186,9 +178,9 @@ class DiffAEEngine(BaseEngine):
 
     def infer(self, batch: Mapping[str, Any]) -> InferenceResult:
         x = batch["inp"]["data"].float()
-        use_ema = bool(self.hp.get("test_ema", True))
+        use_ema = self.cfg.diffae.test_ema
         z = self.encode(x, use_ema)
-        if self.hp.get("test_emb_only", False):
+        if self.cfg.diffae.test_emb_only:
             return InferenceResult(embedding=z)
         recon = self.render(x, z, self.T_inv, self.T_step, use_ema)
         return InferenceResult(
@@ -196,7 +188,7 @@ class DiffAEEngine(BaseEngine):
         )
 
     def predict_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
-        return self.encode(batch["inp"]["data"].float(), bool(self.hp.get("test_ema", True)))
+        return self.encode(batch["inp"]["data"].float(), self.cfg.diffae.test_ema)
 
     def architecture(self) -> dict[str, Any]:
         arch = super().architecture()

@@ -10,7 +10,6 @@ The DDIM loops are the engine's (:class:`GaussianDiffusion` of the run); this mo
 
 from __future__ import annotations
 
-import argparse
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,11 +22,11 @@ import torch
 from tqdm.auto import tqdm
 
 from Engineering.configuration.resolve import ResolvedConfig
+from Engineering.configuration.run_config import RunConfig
 from Engineering.configuration.stored import STORED_CONFIG_NAME as RESOLVED_CONFIG
 from Engineering.configuration.stored import stored_config
 from Engineering.data.datamodule import H5DataModule
 from Engineering.data.h5dataset import H5SeriesDataset, list_patients
-from Engineering.engines.base import plain_hparams
 from Engineering.engines.diffae import DiffAEEngine
 from Engineering.engines.stored_config import check_checkpoint_fits
 from Engineering.engines.tasks import build_engine
@@ -43,20 +42,19 @@ log = logging.getLogger("imlatent")
 class DiffAERun:
     """A trained DiffAE rebuilt from its run folder, in eval mode on ``device``.
 
-    hparams/config: the run's resolved configuration; checkpoint: the weights loaded; use_ema: the network the
-    test stage used (``--test_ema``).
+    cfg: the run's configuration; checkpoint: the weights loaded; use_ema: the network the test stage used
+    (``--test_ema``).
     """
 
     run_dir: Path
     engine: DiffAEEngine
-    hparams: argparse.Namespace
-    config: dict[str, Any]
+    cfg: RunConfig
     checkpoint: Path
     use_ema: bool
 
     @property
     def is3d(self) -> bool:
-        return bool(int(getattr(self.hparams, "is3D", 1)))
+        return self.cfg.model.is_3d
 
     @property
     def latent_dim(self) -> int:
@@ -104,15 +102,15 @@ def load_diffae_run(run_dir: str | Path, load_best: bool = False, device: str | 
     resolved = stored_run_config(run_dir)
     if resolved.script != "diffae":
         raise ConfigError(f"--run_dir {run_dir} is a {resolved.script} run; this needs a DiffAE run (main_diffAE.py)")
-    hparams = resolved.hparams
-    engine = build_engine(1, plain_hparams(hparams), resolved.config)
+    cfg = resolved.typed()
+    engine = build_engine(cfg)
     if not isinstance(engine, DiffAEEngine):  # the task table maps taskID 1 to the DiffAE engine
         raise ConfigError(f"--run_dir {run_dir}: taskID 1 did not build a DiffAE engine")
     checkpoint = select_checkpoint(run_dir, load_best)
     check_checkpoint_fits(engine, checkpoint)  # a changed network is named in one line
     load_weights_into(engine, checkpoint)
     engine.eval().to(device)
-    return DiffAERun(run_dir, engine, hparams, resolved.config, checkpoint, bool(getattr(hparams, "test_ema", True)))
+    return DiffAERun(run_dir, engine, cfg, checkpoint, cfg.diffae.test_ema)
 
 
 # ------------------------------------------------------------------------------------------------ subjects
@@ -137,22 +135,20 @@ class SubjectSeries:
         return (images[0] if images.ndim == 4 else images).numpy()  # 3D: (D, H, W); 2D: (N, H, W)
 
 
-def _dataset(hparams: argparse.Namespace, config: dict[str, Any], subject: str) -> H5SeriesDataset:
-    dm = H5DataModule.from_hparams(hparams, config, merge_train_val=False)
+def _dataset(cfg: RunConfig, subject: str) -> H5SeriesDataset:
+    dm = H5DataModule.from_config(cfg, merge_train_val=False)
     if subject not in set(list_patients(dm.h5_path)):
         raise DataError(f"subject {subject} is not in {dm.h5_path}; expected a patient ID of the run's data file")
     options = replace(dm.dataset_options, fetch_phenotypes=False, fetch_confounders=False)
     return H5SeriesDataset(dm.h5_path, [subject], options, dm.eval_transform, f"subject {subject}")
 
 
-def read_series(
-    hparams: argparse.Namespace, config: dict[str, Any], subject: str, series: str | None = None
-) -> SubjectSeries:
+def read_series(cfg: RunConfig, subject: str, series: str | None = None) -> SubjectSeries:
     """The samples of one series of ``subject`` from a run's data file, transformed as in its test stage (CPU).
 
     ``series``: a full key or a dataset name (last key component); default the subject's first key in sorted order.
     """
-    ds = _dataset(hparams, config, str(subject))
+    ds = _dataset(cfg, str(subject))
     keys = sorted({path for path, _ in ds.entries})
     wanted = [k for k in keys if series in (None, k, k.rsplit("/", 1)[-1])]
     if not wanted:
@@ -167,7 +163,7 @@ def read_series(
 
 def load_subject(run: DiffAERun, subject: str, series: str | None = None) -> SubjectSeries:
     """:func:`read_series` of the run's data, on the run's device."""
-    found = read_series(run.hparams, run.config, subject, series)
+    found = read_series(run.cfg, subject, series)
     return replace(found, x=found.x.to(run.device))
 
 

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from Engineering.configuration.run_config import RunConfig
 from Engineering.data.sidecars import read_table
 from Engineering.errors import CheckpointError, ConfigError, DataError
 from Engineering.hub.checkpoints import select_checkpoint
@@ -147,14 +148,15 @@ def latentcls_vector(run_dir: Path, target: str | None = None) -> tuple[np.ndarr
     weight = state.get("ema_net.weight", state.get("net.weight"))
     if not isinstance(weight, torch.Tensor) or weight.ndim != 2:
         raise CheckpointError(f"checkpoint {checkpoint} has no linear head (net.weight); was it --modelID 0?")
-    hp = cast(dict, (ckpt.get("hyper_parameters") or {}).get("hparams") or {})
+    stored = cast(dict, ckpt.get("hyper_parameters") or {})
+    latent = RunConfig.from_saved(stored.get("hparams") or {}, stored.get("config") or {}, "latentcls").latent
     w = weight.double().numpy()  # (n_out, L)
-    if str(hp.get("latent_task")) == "classification":
-        classes = [str(c) for c in hp.get("latent_classes") or range(w.shape[0])]
+    if latent.latent_task == "classification":
+        classes = [str(c) for c in latent.latent_classes or range(w.shape[0])]
         row = _pick_row(classes, target, f"latentcls run {run_dir}") if target else w.shape[0] - 1
         others = np.delete(w, row, axis=0).mean(axis=0)
         return w[row] - others, f"{Path(run_dir).name}: class {classes[row]}"
-    names = [str(c) for c in hp.get("latent_targets") or range(w.shape[0])]
+    names = [str(c) for c in latent.latent_targets or range(w.shape[0])]
     row = _pick_row(names, target, f"latentcls run {run_dir}")
     return w[row], f"{names[row]} (latentcls weights)"
 

@@ -25,6 +25,7 @@ import torch
 from scipy.stats import rankdata
 from torch import nn
 
+from Engineering.configuration.run_config import RunConfig
 from Engineering.engines.base import BaseEngine
 from Engineering.errors import ConfigError
 from Engineering.outputs.collector import InferenceResult
@@ -78,37 +79,34 @@ def auroc(labels: np.ndarray, probs: np.ndarray) -> float:
 class ClassifyLatentEngine(BaseEngine):
     """Latent regressor / classifier over ``(B, in_channels)`` latents.
 
-    hparams used: ``modelID`` (0 linear, -1 identity), ``in_channels``, ``lossID``, ``ema_decay``, and from
-    :meth:`LatentDataModule.engine_hparams`: ``latent_task``, ``latent_targets``, ``latent_classes``,
+    Settings used: ``modelID`` (0 linear, -1 identity), ``in_channels``, ``lossID``, ``ema_decay``, and what
+    :meth:`LatentDataModule.engine_hparams` records: ``latent_task``, ``latent_targets``, ``latent_classes``,
     ``latent_target_mean``/``latent_target_std`` (train statistics, to report predictions in phenotype units).
     """
 
-    def __init__(self, hparams: Mapping[str, Any], config: Mapping[str, Any]) -> None:
+    SCRIPT = "latentcls"
+
+    def __init__(self, hparams: RunConfig | Mapping[str, Any], config: Mapping[str, Any] | None = None) -> None:
         super().__init__(hparams, config)
-        hp = self.hp
-        self.task = str(hp.get("latent_task") or "regression")
-        self.targets = [str(c) for c in hp.get("latent_targets") or _phenotype_cols(hp)]
-        self.classes = list(hp.get("latent_classes") or [])
+        latent, loss_id = self.cfg.latent, self.cfg.training.lossID
+        self.task = latent.latent_task
+        self.targets = [str(c) for c in latent.latent_targets or _phenotype_cols(self.cfg.data.dataset)]
+        self.classes = list(latent.latent_classes)
         if self.task == "classification":
             if len(self.classes) < 2:
                 raise ConfigError(f"latent_classes {self.classes!r}; classification needs at least two classes")
             n_out = len(self.classes)
             self.loss_fn: nn.Module = nn.CrossEntropyLoss()
-            if int(hp.get("lossID", 1)) != 1:
-                log.warning("--lossID %s ignored: latent_task classification uses cross-entropy", hp.get("lossID"))
-        elif self.task == "regression":
+            if loss_id != 1:
+                log.warning("--lossID %s ignored: latent_task classification uses cross-entropy", loss_id)
+        else:
             n_out = len(self.targets)
-            loss_id = int(hp.get("lossID", 1))
             if loss_id not in REGRESSION_LOSSES:
                 raise ConfigError(f"--lossID {loss_id} is unknown for taskID 2; valid: 0 (L1), 1 (MSE), 2 (SmoothL1)")
             self.loss_fn = REGRESSION_LOSSES[loss_id]()
-        else:
-            raise ConfigError(f"latent_task {self.task!r} is unknown; valid: regression, classification")
-        self.net = build_latent_head(int(hp.get("modelID", 0)), int(hp.get("in_channels", 128)), n_out)
+        self.net = build_latent_head(self.cfg.model.modelID, self.cfg.model.in_channels, n_out)
         self.ema_net = ema_copy(self.net)
-        self.ema_decay = float(hp.get("ema_decay", 0.9999))
-        if not 0.0 <= self.ema_decay <= 1.0:
-            raise ConfigError(f"--ema_decay {self.ema_decay}; expected a value in [0, 1]")
+        self.ema_decay = latent.ema_decay  # a probability, checked when the configuration is built
         self.predictions = PredictionCollector()  # of the current validation epoch or test run
 
     def train(self, mode: bool = True) -> ClassifyLatentEngine:
@@ -254,8 +252,9 @@ class ClassifyLatentEngine(BaseEngine):
                 cols[f"{name}_prob_{cls}"] = data["pred"][:, k]
                 cols[f"{name}_prob_ema_{cls}"] = data["pred_ema"][:, k]
             return pd.DataFrame(cols)
-        mean = np.asarray(self.hp.get("latent_target_mean") or np.zeros(len(self.targets)), dtype=np.float64)
-        std = np.asarray(self.hp.get("latent_target_std") or np.ones(len(self.targets)), dtype=np.float64)
+        latent = self.cfg.latent
+        mean = np.asarray(latent.latent_target_mean or np.zeros(len(self.targets)), dtype=np.float64)
+        std = np.asarray(latent.latent_target_std or np.ones(len(self.targets)), dtype=np.float64)
         for key, suffix in (("target", ""), ("pred", "_pred"), ("pred_ema", "_pred_ema")):
             values = data[key].astype(np.float64) * std + mean  # back in phenotype units
             for i, name in enumerate(self.targets):
@@ -278,6 +277,7 @@ class ClassifyLatentEngine(BaseEngine):
         return self._readout(self.net(batch["latent"]))
 
 
-def _phenotype_cols(hp: Mapping[str, Any]) -> list[str]:
-    cols = (hp.get("DS_phenotypes") or {}).get("cols", "")
+def _phenotype_cols(dataset: Mapping[str, Any]) -> list[str]:
+    """The ``cols`` of the data JSON's ``DS_phenotypes`` (a comma-separated string or a list)."""
+    cols = (dataset.get("phenotypes") or {}).get("cols", "")
     return [c.strip() for c in cols.split(",") if c.strip()] if isinstance(cols, str) else list(cols)

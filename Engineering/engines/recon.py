@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, cast
 import torch
 from torch import nn
 
+from Engineering.configuration.run_config import RunConfig
 from Engineering.engines.base import BaseEngine, build_lr_scheduler, build_optimiser
 from Engineering.engines.recon_build import EXTRA_PREDICTIONS, batch_extras, build_station
 from Engineering.errors import ConfigError
@@ -55,18 +56,19 @@ class ReconEngine(BaseEngine):
     ``net.model.encoder…`` as in the original.
     """
 
-    def __init__(self, hparams: Mapping[str, Any], config: Mapping[str, Any]) -> None:
+    SCRIPT = "recon"
+
+    def __init__(self, hparams: RunConfig | Mapping[str, Any], config: Mapping[str, Any] | None = None) -> None:
         super().__init__(hparams, config)
-        model_id = int(self.hp.get("modelID", 0))
-        loss_id = int(self.hp.get("lossID", 0))
+        model_id, loss_id = self.cfg.model.modelID, self.cfg.training.lossID
         # lossID is validated for every model; only the Identity model uses the engine loss. pythae models take the
         # perceptual ones (-1, -2) through reconstruction_loss "custom", built once inside the station.
         perceptual_pythae = model_id == 0 and loss_id in PERCEPTUAL_LOSSES
-        self.loss_fn = nn.L1Loss() if perceptual_pythae else build_engine_loss(loss_id, self.hp)
+        self.loss_fn = nn.L1Loss() if perceptual_pythae else build_engine_loss(loss_id, self.cfg)
         if model_id == -1:
             self.net: nn.Module = IdentityAE()
         elif model_id == 0:
-            self.net = build_station(self.hp, self.config)
+            self.net = build_station(self.cfg)
             if perceptual_pythae and self.net.resolved.reconstruction_loss != "custom":
                 raise ConfigError(
                     f"--lossID {loss_id} ({PERCEPTUAL_LOSSES[loss_id]}) reaches a pythae model only as its "
@@ -88,13 +90,13 @@ class ReconEngine(BaseEngine):
 
     def architecture(self) -> dict[str, Any]:
         arch = super().architecture()
-        arch["modelID"] = int(self.hp.get("modelID", 0))
+        arch["modelID"] = self.cfg.model.modelID
         if self.is_pythae:  # the model family and its encoder/decoder nets fix the state dict
             station = cast("PythaeStation", self.net)
             arch["pythae_model"] = station.model_name
             arch["pythae_nn"] = station.resolved.nn
             arch["pythae_n_features"] = station.resolved.n_features
-            arch["pythae_wrapper_mode"] = int(self.hp.get("pythae_wrapper_mode", 0))
+            arch["pythae_wrapper_mode"] = self.cfg.pythae.pythae_wrapper_mode
         return arch
 
     # ------------------------------------------------------------------ optimisation
@@ -102,33 +104,33 @@ class ReconEngine(BaseEngine):
         if not self.is_pythae:
             return super().configure_optimizers()
         groups = cast("PythaeStation", self.net).optimiser_groups()
-        wanted = int(self.hp.get("n_optimisers", -1))
+        training = self.cfg.training
+        wanted = training.n_optimisers
         if wanted > 0 and wanted != len(groups):
             raise ConfigError(
                 f"--n_optimisers {wanted} does not fit {self.net.model_name}, which needs {len(groups)} "
                 f"({', '.join(g.name for g in groups)}); use --n_optimisers -1 to infer it"
             )
-        decay = self.config.get("training", {}).get("LRDecay", {})
         configs = []
         for group in groups:
-            optimiser = build_optimiser(
-                self.hp.get("optimiserID", 0), cast("PythaeStation", self.net).group_parameters(group), self.lr
-            )
+            params = cast("PythaeStation", self.net).group_parameters(group)
+            optimiser = build_optimiser(training.optimiserID, params, self.lr)
             entry: dict[str, Any] = {"optimizer": optimiser}
-            sched = build_lr_scheduler(int(self.hp.get("lr_decay_type", 0)), decay, optimiser)
+            sched = build_lr_scheduler(training.lr_decay_type, training.lr_decay, optimiser)
             if sched is not None:
                 entry["lr_scheduler"] = sched
             configs.append(entry)
         return configs[0] if len(configs) == 1 else configs
 
     def _clipper(self) -> Any | None:
-        algo = self.hp.get("grad_clip_algo") or None
-        value = self.hp.get("grad_clip_val")
-        if not (algo and value):
+        training = self.cfg.training
+        if not training.clips:
             return None
 
         def clip(optimiser: Any) -> None:
-            self.clip_gradients(optimiser, gradient_clip_val=float(value), gradient_clip_algorithm=algo)
+            self.clip_gradients(
+                optimiser, gradient_clip_val=training.grad_clip_val, gradient_clip_algorithm=training.grad_clip_algo
+            )
 
         return clip
 

@@ -7,44 +7,43 @@ from typing import Any
 
 import torch
 
+from Engineering.configuration.run_config import RunConfig
 from Engineering.errors import ConfigError
 from Engineering.science.losses import PERCEPTUAL_LOSSES, perceptual_loss_spec
-from Engineering.transforms import parse_shape
 from Engineering.warp_drives.pythae.station import WRAPPER_MODES, PythaeStation
 
-#: hparams copied into model configs that learn phenotypes / confounders (the original's ``additional_nitems``)
-COUNT_KEYS = ("n_phenotypes", "n_confounders", "n_confounders_bincat", "n_confounders_mulcat", "n_confounders_cont")
 #: batch keys handed to the model next to ``data`` (§1.4)
 SIDE_KEYS = ("phenotypes", "confounders_continuous", "confounders_binary", "confounders_multicat")
 #: predict outputs written as ``<tag>.h5`` (§7)
 EXTRA_PREDICTIONS = ("pheno_pred", "conf_pred")
 
 
-def build_station(hp: Mapping[str, Any], config: Mapping[str, Any]) -> PythaeStation:
-    """Build the pythae station from the flat hparams and the YAML dict (§7 init, §2.3)."""
-    model_cfg = config.get("model", {}) or {}
-    latent = model_cfg.get("latent_dim")
-    wrapper = int(hp.get("pythae_wrapper_mode", 0) or 0)
+def build_station(cfg: RunConfig) -> PythaeStation:
+    """Build the pythae station from the run configuration (§7 init, §2.3).
+
+    The side-table counts (phenotypes, confounders) size the heads of the models that learn them.
+    """
+    pythae, model = cfg.pythae, cfg.model
+    wrapper = pythae.pythae_wrapper_mode
     if wrapper not in WRAPPER_MODES:
         raise ConfigError(
             f"--pythae_wrapper_mode {wrapper} is unknown; valid: "
             + ", ".join(f"{k} ({v})" for k, v in WRAPPER_MODES.items())
         )
-    counts = {k: int(hp[k]) for k in COUNT_KEYS if hp.get(k) is not None}
-    pythae_cfg = dict(model_cfg.get("pythae") or {})
-    loss_id = int(hp.get("lossID", 0))
+    options = dict(pythae.options)
+    loss_id = cfg.training.lossID
     if loss_id in PERCEPTUAL_LOSSES:  # as the original: the perceptual loss becomes the custom reconstruction loss
-        path, params = perceptual_loss_spec(loss_id, hp)
-        pythae_cfg.update(custom_loss_class=path, custom_loss_params=params)
+        path, params = perceptual_loss_spec(loss_id, cfg)
+        options.update(custom_loss_class=path, custom_loss_params=params)
     return PythaeStation.from_options(
-        str(hp.get("pythae_model", "factor_vae")),
-        parse_shape(hp.get("input_shape", "56,128,128")),
-        int(hp.get("in_channels", 1)),
-        bool(int(hp.get("is3D", 1))),
-        int(latent) if latent is not None else None,
-        pythae_cfg,
-        str(hp.get("pythae_config", "") or ""),
-        counts=counts,
+        pythae.pythae_model,
+        cfg.data.shape,
+        model.in_channels,
+        model.is_3d,
+        model.latent_dim,
+        options,
+        pythae.pythae_config,
+        counts=cfg.data.side_counts,
         wrapper_mode=wrapper,
     )
 

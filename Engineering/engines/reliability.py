@@ -34,6 +34,7 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from Engineering.configuration.run_config import RunConfig
 from Engineering.errors import ConfigError, ImLatentError
 from Engineering.fileio import atomic_write
 
@@ -48,14 +49,6 @@ class NonFiniteLossError(ImLatentError):
     """The training loss became NaN or infinite (exit status 3: the run diverged; the data or settings are suspect)."""
 
     exit_code = 3
-
-
-def nan_policy_of(config: Mapping[str, Any]) -> str:
-    """YAML ``training.nan_policy`` (``stop`` by default), validated."""
-    policy = str((config.get("training") or {}).get("nan_policy", "stop")).strip().lower()
-    if policy not in NAN_POLICIES:
-        raise ConfigError(f"training.nan_policy {policy!r} is unknown; valid: {', '.join(NAN_POLICIES)}")
-    return policy
 
 
 # --------------------------------------------------------------------------------------------- atomic writes
@@ -180,8 +173,9 @@ class NonFiniteLossGuard(Callback):
         self._drop_next_step = False
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        if self.policy is None:  # not given: the engine's YAML ``training.nan_policy``
-            self.policy = nan_policy_of(getattr(pl_module, "config", None) or {})
+        if self.policy is None:  # not given: the engine's YAML ``training.nan_policy`` (stop without one)
+            cfg = getattr(pl_module, "cfg", None)
+            self.policy = cfg.training.nan_policy if isinstance(cfg, RunConfig) else "stop"
 
     def on_before_backward(self, trainer: pl.Trainer, pl_module: pl.LightningModule, loss: torch.Tensor) -> None:
         if bool(torch.isfinite(loss.detach()).all()):

@@ -9,16 +9,15 @@ are refused before anything is written.
 
 from __future__ import annotations
 
-import argparse
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import h5py
 import numpy as np
 import pandas as pd
 
+from Engineering.configuration.run_config import RunConfig
 from Engineering.data.sidecars import read_table
 from Engineering.engines.diffae_inference import load_diffae_run, load_subject, read_series, stored_run_config
 from Engineering.engines.directions import DirectionSpec, reference_latents, resolve_direction, run_emb_file
@@ -70,11 +69,9 @@ def output_folder(run_dir: Path, name: str | None) -> Path:
     return run_dir / "Output" if (run_dir / "Output").is_dir() else found[0]
 
 
-def training_scalars(
-    run_dir: Path, hparams: argparse.Namespace, tblog: Path | None
-) -> tuple[dict[str, pd.DataFrame], str]:
+def training_scalars(run_dir: Path, cfg: RunConfig, tblog: Path | None) -> tuple[dict[str, pd.DataFrame], str]:
     """Logged scalars per tag (columns step, value) and where they were read; empty when nothing was logged."""
-    roots = [tblog] if tblog else [Path(str(getattr(hparams, "tblog_path", "") or ".")) / run_dir.name, run_dir]
+    roots = [tblog] if tblog else [Path(cfg.data.tblog_path or ".") / run_dir.name, run_dir]
     for root in (r for r in roots if r.is_dir()):
         events = sorted(root.rglob("events.out.tfevents*"))
         if events:
@@ -142,19 +139,17 @@ def _phenotype_values(table: pd.DataFrame, phenotype: tuple[str, str] | None) ->
 # ------------------------------------------------------------------------------------------------ sections
 
 
-def _run_section(run_dir: Path, resolved: Any, output: Path, latents: pd.DataFrame | None) -> Section:
-    hp = resolved.hparams
+def _run_section(run_dir: Path, cfg: RunConfig, output: Path, latents: pd.DataFrame | None) -> Section:
     ckpts = (
         sorted(p.name for p in (run_dir / "Checkpoints").glob("*.ckpt")) if (run_dir / "Checkpoints").is_dir() else []
     )
-    model = (resolved.config.get("model") or {}) if isinstance(resolved.config, dict) else {}
     facts = {
         "run": run_dir.name,
-        "executor": f"main_{resolved.script}.py" if resolved.script != "diffae" else "main_diffAE.py",
-        "input shape": str(getattr(hp, "input_shape", "?")),
-        "3D": str(bool(int(getattr(hp, "is3D", 1)))),
-        "latent size": str(model.get("latent_dim", "?")),
-        "epochs asked": str(getattr(hp, "num_epochs", "?")),
+        "executor": f"main_{cfg.script}.py" if cfg.script != "diffae" else "main_diffAE.py",
+        "input shape": cfg.data.input_shape,
+        "3D": str(cfg.model.is_3d),
+        "latent size": str(cfg.model.latent_dim if cfg.model.latent_dim is not None else "?"),
+        "epochs asked": str(cfg.run.num_epochs),
         "checkpoints": ", ".join(ckpts) or "none",
         "test outputs": output.name,
         "latent vectors": f"{len(latents)} of {latents['key'].nunique()} series"
@@ -193,9 +188,9 @@ def _metrics_section(output: Path) -> Section:
     return section
 
 
-def _panel_frames(resolved: Any, key: str, dense: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _panel_frames(cfg: RunConfig, key: str, dense: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(inputs, reconstructions) display frames (F, H, W) of one recon.h5 key."""
-    series = read_series(resolved.hparams, resolved.config, key.split("/")[0], key)
+    series = read_series(cfg, key.split("/")[0], key)
     inputs = series.frames((series.x + 1) / 2)
     recon = np.stack([dense[i, j, k] for i, j, k in series.indices])  # (N, *sample), channel squeezed
     if recon.ndim == inputs.ndim + 2:  # several channels kept: show channel 0 as the input is shown
@@ -203,7 +198,7 @@ def _panel_frames(resolved: Any, key: str, dense: np.ndarray) -> tuple[np.ndarra
     return inputs, recon[0] if recon.ndim == 4 else recon
 
 
-def _recon_section(resolved: Any, output: Path) -> Section:
+def _recon_section(cfg: RunConfig, output: Path) -> Section:
     section = Section("recon", "Reconstructions")
     recon = _recon_arrays(output / "recon.h5")
     if not recon:
@@ -215,7 +210,7 @@ def _recon_section(resolved: Any, output: Path) -> Section:
     )
     for key in sorted(recon)[:MAX_PANELS]:
         try:
-            inputs, recons = _panel_frames(resolved, key, recon[key])
+            inputs, recons = _panel_frames(cfg, key, recon[key])
         except (DataError, ConfigError, OSError) as err:
             section.notes.append(f"{key}: input not readable ({err}); panel skipped.")
             continue
@@ -276,9 +271,10 @@ def write_report(req: ReportRequest) -> Path:
     output = output_folder(run_dir, req.output)
     emb = _latent_file(run_dir, output, req.output)
     table = emb_rows(emb) if emb.is_file() else None
-    scalars, where = training_scalars(run_dir, resolved.hparams, req.tblog)
-    sections = [_run_section(run_dir, resolved, output, table), _curves_section(scalars, where)]
-    sections += [_metrics_section(output), _recon_section(resolved, output), *_latent_sections(table, str(emb), req)]
+    cfg = resolved.typed()
+    scalars, where = training_scalars(run_dir, cfg, req.tblog)
+    sections = [_run_section(run_dir, cfg, output, table), _curves_section(scalars, where)]
+    sections += [_metrics_section(output), _recon_section(cfg, output), *_latent_sections(table, str(emb), req)]
     if req.direction is not None:
         sections.append(_manipulation_section(req, sorted(_recon_arrays(output / "recon.h5"))))
     out = Path(req.out) if req.out else run_dir / "Report"

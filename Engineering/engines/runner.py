@@ -25,16 +25,23 @@ import pandas as pd
 import torch
 from lightning.pytorch.tuner import Tuner
 
-from Engineering.configuration import make_run_name, resolve_run, run_paths, save_resolved, system_resources
+from Engineering.configuration import (
+    RunConfig,
+    make_run_name,
+    resolve_run,
+    run_paths,
+    save_resolved,
+    system_resources,
+)
 from Engineering.configuration.cpus import cpu_budget, thread_policy
 from Engineering.configuration.resolve import explicit_options, resolved_document
-from Engineering.engines.base import BaseEngine, plain_hparams
+from Engineering.engines.base import BaseEngine
 from Engineering.engines.console import closing_summary, console_logging, log_model_summary
 from Engineering.engines.run_folder import RunFolder
-from Engineering.engines.run_plan import TestWeights, plan_of
+from Engineering.engines.run_plan import RunPlan, TestWeights, plan_of
 from Engineering.engines.stored_config import StoreRunConfig, check_checkpoint_fits
 from Engineering.engines.strategies import check_run_settings, compile_network, global_rank
-from Engineering.engines.tasks import TASKS, build_engine, task_of, task_of_script
+from Engineering.engines.tasks import TASKS, Task, build_engine, task_of, task_of_script
 from Engineering.engines.trainer_setup import (
     build_callbacks,
     build_loggers,
@@ -43,7 +50,7 @@ from Engineering.engines.trainer_setup import (
 )
 from Engineering.errors import CheckpointError, ConfigError, OutputError, debug_requested
 from Engineering.hub import TrustedFiles, load_into, load_pretrained_weights, load_weights_into
-from Engineering.hub.checkpoints import is_deepspeed_checkpoint, select_checkpoint
+from Engineering.hub.checkpoints import is_deepspeed_checkpoint, resume_checkpoint
 from Engineering.outputs.collector import TestOutputs
 from Engineering.outputs.outset import OutputSet, verify_output_set
 from Engineering.outputs.provenance import code_version, provenance_attrs
@@ -60,33 +67,27 @@ class Runner:
         self.best_ckpt = ""
         pl.seed_everything(1701, workers=True, verbose=False)  # faithful: before anything else (shell.md §0)
         self.rc = resolve_run(script, list(argv))  # a test or resume starts from the run's stored configuration
-        hp = self.rc.hparams
+        assert self.rc.cfg is not None  # resolving types and checks the configuration
         # only the command line itself may vouch for a checkpoint: never a data JSON, YAML or replayed config
         self.trust = TrustedFiles.of(explicit_options(script, argv).get("trust_checkpoint", ""))
-        hp.trust_checkpoint = ""
-        if hp.taskID not in TASKS or TASKS[hp.taskID].script != script:
-            other = TASKS[hp.taskID].executor if hp.taskID in TASKS else "one of the three executors"
-            raise ConfigError(
-                f"--taskID {hp.taskID} does not belong to {task_of_script(script).executor}; run {other} instead"
-            )
-        self.hp = hp
-        self.config = self.rc.config
-        self.task = task_of(hp.taskID)
-        self.plan = plan_of(hp.run_mode)
-        check_run_settings(hp)  # strategy/accelerator/precision/optimiser/SLURM: fail before any data is read
-        _check_run_mode_options(hp)
-        self.rank = global_rank(devices_per_node=hp.ndevices or 1)
-        self.pristine = copy.deepcopy(self.rc)  # saved before naming mutates trainID: a replay names the same run
+        self.rc.hparams.trust_checkpoint = ""
+        self.task = _task_of_executor(script, self.rc.cfg.run.taskID)
+        self.plan = plan_of(self.rc.cfg.run.run_mode)
+        cfg = self.rc.cfg.updated(trust_checkpoint="", **self.task.fixed)
+        _check_run_mode_options(cfg, self.plan)
+        check_run_settings(cfg)  # strategy/accelerator/precision/optimiser/SLURM: fail before any data is read
+        self.rank = global_rank(devices_per_node=cfg.run.ndevices or 1)
+        self.pristine = copy.deepcopy(self.rc)  # saved before naming changes trainID: a replay names the same run
         self.resources = system_resources()
-        _apply_resources(hp, self.resources, self.rank)
-        hp.trainID, self.run_name = make_run_name(hp)
-        hp.run_name = self.run_name
-        self.paths = run_paths(hp, self.run_name)
+        cfg = _apply_resources(cfg, self.resources, self.rank)
+        train_id, self.run_name = make_run_name(cfg)
+        self.cfg = cfg.updated(trainID=train_id, run_name=self.run_name)
+        self.paths = run_paths(self.cfg, self.run_name)
         self.ckpt = self.checkpoint_path()  # before any folder is created: a bad --resume leaves nothing behind
         # likewise for missing or malformed data, fold CSVs and phenotype tables
-        self.dm = self.task.datamodule(hp, self.config, self.paths, self.plan.merge_train_val)
-        if not hp.non_deter:
-            pl.seed_everything(int(self.config.get("seed", 1701)), workers=True, verbose=False)
+        self.dm, self.cfg = self.task.datamodule(self.cfg, self.paths, self.plan.merge_train_val)
+        if not self.cfg.run.non_deter:
+            pl.seed_everything(self.cfg.run.seed, workers=True, verbose=False)
         self.model = self.engine()  # likewise for a checkpoint whose network differs from this command's
         if self.ckpt is not None:
             check_checkpoint_fits(self.model, self.ckpt)
@@ -104,8 +105,9 @@ class Runner:
                     target = self.outset.staging
                 pristine = self.pristine
                 self.folder.replace_file(target / "resolved_config.yaml", lambda path: save_resolved(pristine, path))
-        if hp.matmul_precision != "highest" and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
-            torch.set_float32_matmul_precision(hp.matmul_precision)
+        precision = self.cfg.run.matmul_precision
+        if precision != "highest" and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+            torch.set_float32_matmul_precision(precision)
 
     # ------------------------------------------------------------------ the run, as the plan says
     def engage(self) -> None:
@@ -124,11 +126,11 @@ class Runner:
         return closing_summary(self.paths.run_dir, outputs, self.metrics, self.started, best)
 
     def _engage(self) -> None:
-        engine = self.model
+        engine, run = self.model, self.cfg.run
         trainer = self.trainer(engine, self.dm)
-        if self.hp.auto_bs or self.hp.auto_lr:
+        if run.auto_bs or run.auto_lr:
             self.tune(trainer, engine, self.dm)
-        if self.hp.compile_model:
+        if run.compile_model:
             compile_network(engine)  # in place: the networks only, checkpoint keys stay without _orig_mod.
         if self.plan.fit:
             self.fit(trainer, engine)
@@ -138,7 +140,7 @@ class Runner:
     def fit(self, trainer: pl.Trainer, engine: BaseEngine) -> None:
         ckpt = self.ckpt
         resuming = f", resuming from {ckpt}" if ckpt else ""
-        log.info("Training %s (run_mode %d)%s", self.run_name, self.hp.run_mode, resuming)
+        log.info("Training %s (run_mode %d)%s", self.run_name, self.cfg.run.run_mode, resuming)
         # Lightning reads the checkpoint itself: weights-only unless the user vouches for it (a DeepSpeed folder is
         # read by DeepSpeed, after select_checkpoint checked that its shards name nothing beyond DeepSpeed's values)
         weights_only = ckpt is None or not self.trust.covers(ckpt)
@@ -175,32 +177,28 @@ class Runner:
     # ------------------------------------------------------------------ pieces
     def checkpoint_path(self) -> Path | None:
         """The checkpoint chosen by --resume/--load_best/--load_model_4test (shell.md §4.4)."""
-        hp = self.hp
-        if not (hp.resume or hp.load_model_4test):
-            return None
-        base = Path(hp.load_model_4test) if hp.load_model_4test else self.paths.run_dir
-        ckpt = select_checkpoint(base, bool(hp.load_best), self.trust)
-        if self.plan.fit:
+        ckpt = resume_checkpoint(self.cfg.run, self.paths.run_dir, self.trust)
+        if ckpt is not None and self.plan.fit:
             self.check_resume_target(ckpt)
         return ckpt
 
     def engine(self) -> BaseEngine:
-        engine = build_engine(self.hp.taskID, plain_hparams(self.hp), self.config)
-        if self.hp.load_hf:
-            report = load_into(engine, self.hp.load_hf, trust=self.trust, expected_config=engine.architecture())
-            log.info("Loaded pretrained weights %s from %s", self.hp.load_hf, report.source)
-        if self.hp.preweights_path:
-            load_pretrained_weights(engine, Path(self.hp.preweights_path), self.trust)
+        engine, run = build_engine(self.cfg), self.cfg.run
+        if run.load_hf:
+            report = load_into(engine, run.load_hf, trust=self.trust, expected_config=engine.architecture())
+            log.info("Loaded pretrained weights %s from %s", run.load_hf, report.source)
+        if run.preweights_path:
+            load_pretrained_weights(engine, Path(run.preweights_path), self.trust)
         return engine
 
     def trainer(self, engine: BaseEngine, dm: Any) -> pl.Trainer:
         validate = self.plan.validate
-        loggers = build_loggers(self.hp, self.run_name, engine)
-        callbacks = build_callbacks(self.hp, self.paths.checkpoints, validate)
+        loggers = build_loggers(self.cfg, self.run_name, engine)
+        callbacks = build_callbacks(self.cfg, self.paths.checkpoints, validate)
         callbacks.append(StoreRunConfig(resolved_document(self.pristine)))  # every checkpoint carries the config
-        kwargs = trainer_kwargs(self.hp, self.config, loggers, callbacks, validate)
+        kwargs = trainer_kwargs(self.cfg, loggers, callbacks, validate)
         kwargs["default_root_dir"] = str(self.paths.run_dir)  # SLURM requeue writes and resumes hpc_ckpt_*.ckpt here
-        if self.plan.fit and self.hp.dev_run == 0:
+        if self.plan.fit and self.cfg.run.dev_run == 0:
             dm.setup("fit")
             ranks = max(1, int(kwargs["devices"])) * max(1, int(kwargs["num_nodes"] or 1))
             kwargs["limit_train_batches"] = at_least_one_batch(
@@ -211,29 +209,29 @@ class Runner:
                     kwargs["limit_val_batches"], dm.val_dataloader(), "val", ranks
                 )
         trainer = pl.Trainer(**kwargs)
-        if not self.hp.non_deter:
+        if not self.cfg.run.non_deter:
             deterministic_algorithms()
         return trainer
 
     def test_outputs(self, output_dir: Path) -> TestOutputs:
-        training_cfg = self.config.get("training", {})
+        outputs = self.cfg.outputs
         return TestOutputs(
             output_dir=output_dir,
-            save_recon=bool(training_cfg.get("save_recon", True)) and not getattr(self.hp, "test_emb_only", False),
+            save_recon=outputs.save_recon and not self.cfg.diffae.test_emb_only,
             recon_subjects=getattr(self.dm, "recon_subjects", None),
-            metric_suffix=self.hp.output_suffix,
-            eval_options=self.config.get("eval", {}),
+            metric_suffix=outputs.output_suffix,
+            evaluation=outputs.eval,
         )
 
     def test_weights(self, trainer: pl.Trainer) -> tuple[Path | None, Any]:
         """The file to load before testing (None: the engine's weights as they are) and its name for provenance."""
-        hp = self.hp
+        run = self.cfg.run
         if self.plan.test is TestWeights.GIVEN:
-            if self.ckpt is None and not (hp.preweights_path or hp.load_hf):
+            if self.ckpt is None and not (run.preweights_path or run.load_hf):
                 log.warning(
                     "run_mode 2 without --resume, --preweights_path or --load_hf: testing a randomly initialised model"
                 )
-            return self.ckpt, self.ckpt or hp.preweights_path or hp.load_hf
+            return self.ckpt, self.ckpt or run.preweights_path or run.load_hf
         best = _best_checkpoint(trainer) if self.plan.test is TestWeights.BEST else ""
         if best:
             log.info("Testing the best checkpoint %s", best)
@@ -243,7 +241,7 @@ class Runner:
 
     def check_resume_target(self, ckpt: Path) -> None:
         """A DeepSpeed checkpoint folder continues training only in a DeepSpeed run (it can be tested in any run)."""
-        strategy = str(self.hp.training_strategy or "")
+        strategy = self.cfg.run.training_strategy
         if is_deepspeed_checkpoint(ckpt) and not strategy.startswith("deepspeed"):
             raise CheckpointError(
                 f"checkpoint {ckpt} is a DeepSpeed checkpoint folder: resuming training from it needs a DeepSpeed "
@@ -254,50 +252,66 @@ class Runner:
     def provenance(self, engine: BaseEngine, weights: Any) -> dict[str, Any]:
         """Root attributes of emb.h5 saying which run, weights, seed and code produced it."""
         latent = engine.architecture().get("latent_dim", -1)
-        seed = None if self.hp.non_deter else int(self.config.get("seed", 1701))
+        seed = None if self.cfg.run.non_deter else self.cfg.run.seed
         return provenance_attrs(self.run_name, str(weights) if weights else None, seed, int(latent), code_version())
 
     def tune(self, trainer: pl.Trainer, engine: BaseEngine, dm: Any) -> None:
         """--auto_bs / --auto_lr through Lightning's tuner, once, with the datamodule (DEFECT 7 fixed)."""
         tuner = Tuner(trainer)
-        if self.hp.auto_bs:
+        if self.cfg.run.auto_bs:
             tuner.scale_batch_size(engine, datamodule=dm, mode="binsearch")
-            self.hp.batch_size = dm.batch_size
-            accumulate = max(1, int(self.hp.effective_batch_size) // int(dm.batch_size))  # keep the effective batch
-            engine.hp["batch_size"] = dm.batch_size
-            engine.hp["effective_batch_size"] = self.hp.effective_batch_size
-            if self.hp.auto_optim:
-                trainer.accumulate_grad_batches = accumulate
+            self.cfg = self.cfg.updated(batch_size=dm.batch_size)
+            engine.use_config(self.cfg)  # keeps the effective batch: the accumulation follows the new batch size
+            if self.cfg.training.auto_optim:
+                trainer.accumulate_grad_batches = self.cfg.accumulate
             if hasattr(engine, "conf"):
-                engine.conf.accum_batches = accumulate  # type: ignore[union-attr]  # torch stubs: Module.__getattr__
+                engine.conf.accum_batches = self.cfg.accumulate  # type: ignore[union-attr]  # torch stubs: Module.__getattr__
             log.info("auto_bs: batch size %d", dm.batch_size)
-        if self.hp.auto_lr:
+        if self.cfg.run.auto_lr:
             finder = tuner.lr_find(engine, datamodule=dm)
             if finder is not None:
                 _save_lr_finder(finder, self.paths.run_dir)
-                self.hp.lr = engine.lr = finder.suggestion() or engine.lr
+                self.cfg = self.cfg.updated(lr=finder.suggestion() or engine.lr)
+                engine.use_config(self.cfg)
                 log.info("auto_lr: learning rate %g", engine.lr)
 
 
-def _check_run_mode_options(hp: Any) -> None:
-    """The task's fixed settings apply; options that cannot work in the chosen run mode are errors before anything
-    is read or written."""
-    vars(hp).update(task_of(hp.taskID).fixed)
-    plan = plan_of(hp.run_mode)
-    if getattr(hp, "use_concurrent_dataloader", False):
+def _task_of_executor(script: str, task_id: int) -> Task:
+    """The task of ``--taskID``, which must be the one this executor runs."""
+    if TASKS[task_id].script != script:
+        raise ConfigError(
+            f"--taskID {task_id} does not belong to {task_of_script(script).executor}; "
+            f"run {TASKS[task_id].executor} instead"
+        )
+    return task_of(task_id)
+
+
+def _check_run_mode_options(cfg: RunConfig, plan: RunPlan) -> None:
+    """Options that cannot work in the chosen run mode are errors before anything is read or written."""
+    run, training = cfg.run, cfg.training
+    if run.use_concurrent_dataloader:
         raise ConfigError(
             "--use_concurrent_dataloader is not supported: the third-party concurrent_dataloader package is not"
             " used here; drop the option (the standard DataLoader with --num_workers reads in parallel)"
         )
-    if int(hp.lr_decay_type) == 2 and not plan.validate:
+    if training.lr_decay_type == 2 and not plan.validate:
         raise ConfigError(
-            f"--lr_decay_type 2 (ReduceLROnPlateau) monitors val_loss, which run_mode {hp.run_mode} does not compute;"
+            f"--lr_decay_type 2 (ReduceLROnPlateau) monitors val_loss, which run_mode {run.run_mode} does not compute;"
             " use run_mode 1 or 4, or --lr_decay_type 1"
         )
-    if hp.load_model_4test and not hp.resume and plan.fit:
+    if training.early_stopping_patience >= 0 and not plan.validate:
         raise ConfigError(
-            f"--load_model_4test tests another run's checkpoint: use it with --run_mode 2 (got {hp.run_mode}),"
+            f"--early_stopping_patience {training.early_stopping_patience} monitors val_loss, which run_mode "
+            f"{run.run_mode} does not compute; use run_mode 1 or 4"
+        )
+    if run.load_model_4test and not run.resume and plan.fit:
+        raise ConfigError(
+            f"--load_model_4test tests another run's checkpoint: use it with --run_mode 2 (got {run.run_mode}),"
             " or add --resume to continue training from that run"
+        )
+    if cfg.outputs.tbactive and not cfg.data.tblog_path:
+        raise ConfigError(
+            "TensorBoard is on (--tbactive) but the data JSON has no 'tblog_path'; set it or pass --no-tbactive"
         )
 
 
@@ -352,7 +366,7 @@ def _best_checkpoint(trainer: pl.Trainer) -> str:
     return getattr(cb, "best_model_path", "") if cb is not None else ""
 
 
-def _apply_resources(hp: Any, resources: Any, rank: int = 0) -> None:
+def _apply_resources(cfg: RunConfig, resources: Any, rank: int = 0) -> RunConfig:
     """DataLoader workers and torch threads from the cores this process may use (affinity, cgroup quota, SLURM).
 
     Workers are capped at floor(0.9 * cores) - 1, or SLURM_CPUS_PER_TASK - 1 in a SLURM job (the original's rule,
@@ -362,22 +376,22 @@ def _apply_resources(hp: Any, resources: Any, rank: int = 0) -> None:
     in_slurm = bool(getattr(resources, "slurm_env", None))
     budget = cpu_budget()
     max_workers = max(0, (budget.cores if in_slurm else math.floor(0.9 * budget.cores)) - 1)
+    workers = cfg.run.num_workers
     if sys.platform.startswith("win"):
-        hp.num_workers = 0
-    elif hp.num_workers > max_workers:
-        log.warning("num_workers %d lowered to %d (available CPUs)", hp.num_workers, max_workers)
-        hp.num_workers = max_workers
-    if hp.num_workers == 0:
-        hp.nbatch_prefetch = None
+        workers = 0
+    elif workers > max_workers:
+        log.warning("num_workers %d lowered to %d (available CPUs)", workers, max_workers)
+        workers = max_workers
     # DDP ranks started on one node share its cores; under srun each task has its own CPUs
-    processes = 1 if in_slurm else max(1, int(getattr(hp, "ndevices", 0) or 1))
-    policy = thread_policy(budget, hp.num_workers, processes, int(getattr(hp, "num_threads", 0) or 0))
+    processes = 1 if in_slurm else max(1, cfg.run.ndevices or 1)
+    policy = thread_policy(budget, workers, processes, cfg.run.num_threads)
     torch.set_num_threads(policy.threads)
     if rank == 0:
         log.info("Threads: %s", policy.describe())
-    limit = getattr(hp, "mem_limit", None)
+    limit = cfg.run.mem_limit
     if limit:  # opt-in address-space limit (DEFECT 26: off by default)
-        resource.setrlimit(resource.RLIMIT_AS, (int(limit), int(limit)))
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    return cfg.updated(num_workers=workers, nbatch_prefetch=cfg.run.nbatch_prefetch if workers else None)
 
 
 def main(script: str, argv: Sequence[str]) -> int:

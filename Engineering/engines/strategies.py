@@ -16,6 +16,8 @@ from typing import Any
 
 import torch
 
+from Engineering.configuration.run_config import RunConfig
+from Engineering.configuration.sections import RunControl
 from Engineering.errors import ConfigError
 
 log = logging.getLogger("imlatent")
@@ -126,16 +128,24 @@ def check_precision(ampmode: str, accelerator: str, cuda: bool) -> None:
         raise ConfigError(f"--ampmode {ampmode} needs a GPU; on CPU use 32, bf16-mixed or bf16-true")
 
 
-def check_run_settings(hp: Any, cuda: bool | None = None, environ: Mapping[str, str] | None = None) -> StrategyChoice:
+def check_run_settings(
+    cfg: RunConfig, cuda: bool | None = None, environ: Mapping[str, str] | None = None
+) -> StrategyChoice:
     """Validate strategy, accelerator, precision, optimiser and SLURM layout together; return the strategy choice.
 
     Called right after configuration resolution, so impossible combinations fail before any data is read.
     """
+    from Engineering.engines.base import check_optimiser
+
+    run = cfg.run
     cuda = torch.cuda.is_available() if cuda is None else cuda
-    accelerator = str(getattr(hp, "accelerator", "auto") or "auto").lower()
-    task_id = int(getattr(hp, "taskID", 0))
-    choice = choose_strategy(getattr(hp, "training_strategy", ""), task_id)
-    check_precision(str(getattr(hp, "ampmode", "32")), accelerator, cuda)
+    accelerator = (run.accelerator or "auto").lower()
+    task_id = run.taskID
+    optimiser_id = cfg.training.optimiserID
+    choice = choose_strategy(run.training_strategy, task_id)
+    check_precision(run.ampmode, accelerator, cuda)
+    if task_id != DIFFAE_TASK:  # DiffAE always trains with Adam and ignores --optimiserID
+        check_optimiser(optimiser_id)
     if choice.needs_cuda:
         if accelerator not in GPU_ACCELERATORS:
             raise ConfigError(
@@ -144,16 +154,16 @@ def check_run_settings(hp: Any, cuda: bool | None = None, environ: Mapping[str, 
         if not cuda:
             raise ConfigError(f"--training_strategy {choice.name} needs GPUs (CUDA), and this machine has none visible")
     if choice.name.startswith("deepspeed"):
-        _check_deepspeed(choice, task_id, getattr(hp, "optimiserID", 0))
-    elif _optimiser_id(getattr(hp, "optimiserID", 0)) == CPU_ADAM and task_id != DIFFAE_TASK:
+        _check_deepspeed(choice, task_id, optimiser_id)
+    elif _optimiser_id(optimiser_id) == CPU_ADAM and task_id != DIFFAE_TASK:
         raise ConfigError(
             "--optimiserID 100 (DeepSpeedCPUAdam) needs a DeepSpeed offload strategy: "
             "--training_strategy deepspeed_stage_2_offload or deepspeed_stage_3_offload"
         )
-    if _optimiser_id(getattr(hp, "optimiserID", 0)) == FUSED_ADAM and task_id != DIFFAE_TASK:
+    if _optimiser_id(optimiser_id) == FUSED_ADAM and task_id != DIFFAE_TASK:
         if accelerator not in GPU_ACCELERATORS or not cuda:
             raise ConfigError("--optimiserID 200 (FusedAdam) needs CUDA GPUs; use 0 (Adam) on CPU")
-    check_slurm_layout(hp, os.environ if environ is None else environ)
+    check_slurm_layout(run, os.environ if environ is None else environ)
     return choice
 
 
@@ -207,12 +217,12 @@ def cluster_plugins(environ: Mapping[str, str] | None = None) -> list[Any]:
     return [SLURMEnvironment(auto_requeue=True)]
 
 
-def check_slurm_layout(hp: Any, environ: Mapping[str, str]) -> None:
+def check_slurm_layout(run: RunControl, environ: Mapping[str, str]) -> None:
     """Under srun, one task per device: --ntasks-per-node must equal --ndevices and the node count --nnodes."""
-    if not under_srun(environ) or str(getattr(hp, "accelerator", "")).lower() == "cpu":
+    if not under_srun(environ) or run.accelerator.lower() == "cpu":
         return
-    devices = int(getattr(hp, "ndevices", 0) or 1)
-    nodes = int(getattr(hp, "nnodes", 1) or 1)
+    devices = run.ndevices or 1
+    nodes = run.nnodes
     per_node = _int(environ.get("SLURM_NTASKS_PER_NODE", "").split("(")[0], 0)
     if per_node and per_node != devices:
         raise ConfigError(

@@ -12,7 +12,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 
-from Engineering.configuration import RunPaths
+from Engineering.configuration import RunConfig, RunPaths
 from Engineering.data.datamodule import H5DataModule
 from Engineering.data.latent_datamodule import LatentDataModule
 from Engineering.engines.base import BaseEngine
@@ -22,18 +22,18 @@ from Engineering.engines.recon import ReconEngine
 from Engineering.engines.run_plan import TestWeights, plan_of
 from Engineering.errors import ConfigError
 
-#: (hp, config, paths, merge_train_val) -> datamodule; it may add settings the engine needs to ``hp``
-DataModuleBuilder = Callable[[Any, Mapping[str, Any], RunPaths, bool], pl.LightningDataModule]
+#: (cfg, paths, merge_train_val) -> (datamodule, cfg with what the engine needs from the data)
+DataModuleBuilder = Callable[[RunConfig, RunPaths, bool], tuple[pl.LightningDataModule, RunConfig]]
 
 
-def h5_datamodule(hp: Any, config: Mapping[str, Any], paths: RunPaths, merge_train_val: bool) -> H5DataModule:
+def h5_datamodule(cfg: RunConfig, paths: RunPaths, merge_train_val: bool) -> tuple[H5DataModule, RunConfig]:
     """Series from HDF5 files (recon, DiffAE).
 
     Every split the run reads is indexed and checked here, before the runner writes anything: bad data leaves
     no run folder.
     """
-    dm = H5DataModule.from_hparams(hp, config, merge_train_val=merge_train_val)
-    plan = plan_of(hp.run_mode)
+    dm = H5DataModule.from_config(cfg, merge_train_val=merge_train_val)
+    plan = plan_of(cfg.run.run_mode)
     opts = dm.dataset_options
     side_tables = opts.fetch_phenotypes or opts.fetch_confounders
     if plan.fit or side_tables:
@@ -42,16 +42,15 @@ def h5_datamodule(hp: Any, config: Mapping[str, Any], paths: RunPaths, merge_tra
         dm.build("test")
     if side_tables:
         # phenotype/confounder heads are sized from the training table, so the engine needs these counts
-        vars(hp).update(dm.side_counts)
-    return dm
+        cfg = cfg.updated(**dm.side_counts)
+    return dm, cfg
 
 
-def latent_datamodule(hp: Any, config: Mapping[str, Any], paths: RunPaths, merge_train_val: bool) -> LatentDataModule:
+def latent_datamodule(cfg: RunConfig, paths: RunPaths, merge_train_val: bool) -> tuple[LatentDataModule, RunConfig]:
     """Latent vectors of an earlier run's ``emb.h5`` with their phenotypes (latent regressor)."""
     assert paths.latent_file is not None  # run_paths sets it for taskID 2
-    dm = LatentDataModule.from_hparams(hp, paths.latent_file, merge_train_val=merge_train_val)
-    vars(hp).update(dm.engine_hparams())  # task, targets, classes and train statistics -> engine + ckpt
-    return dm
+    dm = LatentDataModule.from_config(cfg, paths.latent_file, merge_train_val=merge_train_val)
+    return dm, cfg.updated(**dm.engine_hparams())  # task, targets, classes and train statistics -> engine + ckpt
 
 
 @dataclass(frozen=True)
@@ -93,6 +92,6 @@ def task_of_script(script: str) -> Task:
     return next(task for task in TASKS.values() if task.script == script)
 
 
-def build_engine(task_id: int, hparams: dict, config: dict) -> BaseEngine:
-    """The LightningModule of ``--taskID``."""
-    return task_of(task_id).engine(hparams, config)
+def build_engine(cfg: RunConfig) -> BaseEngine:
+    """The LightningModule of the configuration's ``--taskID``."""
+    return task_of(cfg.run.taskID).engine(cfg)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-from argparse import Namespace
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,7 @@ import torch
 import torch.utils.deterministic
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
+from Engineering.configuration.run_config import RunConfig
 from Engineering.engines.reliability import reliability_callbacks
 from Engineering.engines.strategies import STRATEGIES, check_run_settings, choose_strategy, cluster_plugins
 from Engineering.errors import ConfigError
@@ -61,33 +61,34 @@ def wandb_run_name(prefix: str, run_name: str) -> str:
     return f"{prefix}_{run_name}" if prefix else run_name
 
 
-def build_loggers(hp: Namespace, run_name: str, model: Any) -> list[Any]:
+def build_loggers(cfg: RunConfig, run_name: str, model: Any) -> list[Any]:
     """W&B first, TensorBoard last (image logging uses the last logger), shell.md §4.14."""
     loggers: list[Any] = []
-    if getattr(hp, "wnbactive", False):
+    out = cfg.outputs
+    if out.wnbactive:
         try:
             import wandb  # noqa: F401
             from lightning.pytorch.loggers import WandbLogger
         except ImportError as err:
             raise ConfigError("--wnbactive needs the wandb package: pip install 'imlatent[wandb]'") from err
         wandb_logger = WandbLogger(
-            name=wandb_run_name(str(getattr(hp, "wnbprefix", "") or ""), run_name),
+            name=wandb_run_name(out.wnbprefix, run_name),
             id=run_name,
-            project=hp.wnbproject,
-            group=hp.wnbgroup,
-            entity=hp.wnbentity,
-            config={k: v for k, v in vars(hp).items() if isinstance(v, (str, int, float, bool, type(None)))},
+            project=out.wnbproject,
+            group=out.wnbgroup,
+            entity=out.wnbentity,
+            config={k: v for k, v in cfg.hparams.items() if isinstance(v, (str, int, float, bool, type(None)))},
         )
-        if hp.wnbmodellog and hp.wnbmodellog != "None":
-            wandb_logger.watch(model, log=hp.wnbmodellog, log_freq=hp.wnbmodelfreq)
+        if out.wnbmodellog and out.wnbmodellog != "None":
+            wandb_logger.watch(model, log=out.wnbmodellog, log_freq=out.wnbmodelfreq)
         loggers.append(wandb_logger)
     else:
         os.environ.setdefault("WANDB_MODE", "disabled")
-    if getattr(hp, "tbactive", True):
+    if out.tbactive:
         from lightning.pytorch.loggers import TensorBoardLogger
 
-        tblog = getattr(hp, "tblog_path", None)
-        if not tblog:
+        tblog = cfg.data.tblog_path
+        if not tblog:  # the runner refuses this before any folder exists; kept for direct callers
             raise ConfigError(
                 "TensorBoard is on (--tbactive) but the data JSON has no 'tblog_path'; set it or pass --no-tbactive"
             )
@@ -96,8 +97,9 @@ def build_loggers(hp: Namespace, run_name: str, model: Any) -> list[Any]:
     return loggers
 
 
-def build_callbacks(hp: Namespace, checkpoint_dir: Path, validate: bool) -> list[Callback]:
-    """ModelCheckpoint on val_loss with save_last (+ EarlyStopping when asked)."""
+def build_callbacks(cfg: RunConfig, checkpoint_dir: Path, validate: bool) -> list[Callback]:
+    """ModelCheckpoint on val_loss with save_last (+ EarlyStopping when asked and the run validates)."""
+    patience = cfg.training.early_stopping_patience
     callbacks: list[Callback] = [
         ModelCheckpoint(
             dirpath=str(checkpoint_dir),
@@ -107,67 +109,61 @@ def build_callbacks(hp: Namespace, checkpoint_dir: Path, validate: bool) -> list
             # saves that file, so keeping it is what makes a run without validation resumable after every epoch
         )
     ]
-    if int(hp.early_stopping_patience) >= 0:
-        if not validate:
-            raise ConfigError(
-                f"--early_stopping_patience {hp.early_stopping_patience} monitors val_loss, which run_mode {hp.run_mode} does not compute; use run_mode 1 or 4"
-            )
+    if patience >= 0 and validate:  # the runner refuses early stopping without validation before this point
         callbacks.append(
-            EarlyStopping(
-                monitor="val_loss", mode="min", patience=int(hp.early_stopping_patience), check_on_train_epoch_end=False
-            )
+            EarlyStopping(monitor="val_loss", mode="min", patience=patience, check_on_train_epoch_end=False)
         )
-    callbacks += reliability_callbacks(checkpoint_dir)  # atomic ckpts, RNG state, NaN guard, SIGTERM/SIGUSR1 save
+    # atomic ckpts, RNG state, NaN guard, SIGTERM/SIGUSR1 save
+    callbacks += reliability_callbacks(checkpoint_dir, cfg.training.nan_policy)
     return callbacks
 
 
-def check_strategy(hp: Namespace) -> Any:
+def check_strategy(cfg: RunConfig) -> Any:
     """The Lightning strategy (a configured object, a registered name, or None for Lightning's default)."""
-    return check_run_settings(hp).build()
+    return check_run_settings(cfg).build()
 
 
-def trainer_kwargs(
-    hp: Namespace, config: dict, loggers: list[Any], callbacks: list[Callback], validate: bool
-) -> dict[str, Any]:
+def trainer_kwargs(cfg: RunConfig, loggers: list[Any], callbacks: list[Callback], validate: bool) -> dict[str, Any]:
     """Keyword arguments of ``lightning.Trainer`` for this run."""
+    run, training = cfg.run, cfg.training
     kw: dict[str, Any] = {
-        "accelerator": hp.accelerator,
-        "devices": hp.ndevices or 1,
-        "num_nodes": hp.nnodes,
-        "sync_batchnorm": hp.sync_batchnorm,
-        "precision": precision_of(hp.ampmode),
-        "max_epochs": hp.num_epochs,
-        "limit_train_batches": batch_limit(hp.n_train_batches),
-        "limit_val_batches": batch_limit(hp.n_val_batches) if validate else 0,
-        "log_every_n_steps": int(config.get("training", {}).get("log_freq", 50)),
-        "detect_anomaly": hp.check_anomalies,
-        "deterministic": not hp.non_deter,
-        "benchmark": bool(hp.non_deter),  # cuDNN autotuning only where results need not repeat
+        "accelerator": run.accelerator,
+        "devices": run.ndevices or 1,
+        "num_nodes": run.nnodes,
+        "sync_batchnorm": run.sync_batchnorm,
+        "precision": precision_of(run.ampmode),
+        "max_epochs": run.num_epochs,
+        "limit_train_batches": batch_limit(run.n_train_batches),
+        "limit_val_batches": batch_limit(run.n_val_batches) if validate else 0,
+        "log_every_n_steps": training.log_freq,
+        "detect_anomaly": run.check_anomalies,
+        "deterministic": not run.non_deter,
+        "benchmark": run.non_deter,  # cuDNN autotuning only where results need not repeat
         "logger": loggers if loggers else False,
         "callbacks": callbacks,
         "enable_model_summary": False,  # the runner writes the summary to CaptainsLog (console: --debug)
     }
-    strategy = choose_strategy(hp.training_strategy, int(getattr(hp, "taskID", 0))).build()  # checked by the Runner
+    strategy = choose_strategy(run.training_strategy, run.taskID).build()  # checked by the Runner
     if strategy is not None:
         kw["strategy"] = strategy
     plugins = cluster_plugins()
     if plugins:
         kw["plugins"] = plugins
-    if hp.profiler:
-        kw["profiler"] = hp.profiler
+    if run.profiler:
+        kw["profiler"] = run.profiler
     if not validate:
         kw["num_sanity_val_steps"] = 0
-    if hp.auto_optim:
-        kw["accumulate_grad_batches"] = max(1, hp.effective_batch_size // hp.batch_size)
-        if hp.grad_clip_val and hp.grad_clip_algo:
-            kw["gradient_clip_val"] = hp.grad_clip_val
-            kw["gradient_clip_algorithm"] = hp.grad_clip_algo
-    if hp.dev_run > 0:
-        kw["fast_dev_run"] = hp.dev_run
-    elif hp.dev_run < 0:
+    if training.auto_optim:
+        kw["accumulate_grad_batches"] = cfg.accumulate
+        if training.clips:
+            kw["gradient_clip_val"] = training.grad_clip_val
+            kw["gradient_clip_algorithm"] = training.grad_clip_algo
+    if run.dev_run > 0:
+        kw["fast_dev_run"] = run.dev_run
+    elif run.dev_run < 0:
         # barebones: no loggers, no checkpointing, no progress bar; |dev_run| batches per stage
         kw.update(barebones=True, logger=False, callbacks=[], enable_checkpointing=False, log_every_n_steps=0)
-        kw["limit_train_batches"] = kw["limit_val_batches"] = -hp.dev_run
-        kw["limit_test_batches"] = -hp.dev_run
+        kw["limit_train_batches"] = kw["limit_val_batches"] = -run.dev_run
+        kw["limit_test_batches"] = -run.dev_run
         kw["max_epochs"] = 1
     return kw

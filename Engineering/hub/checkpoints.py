@@ -9,11 +9,11 @@ tensors and plain data is refused with one line, unless ``--trust_checkpoint`` v
 
 from __future__ import annotations
 
-import argparse
 import logging
 import re
 from pathlib import Path
 
+from Engineering.configuration.sections import RunControl
 from Engineering.errors import CheckpointError
 from Engineering.hub.deepspeed import deepspeed_problem, is_deepspeed_checkpoint
 from Engineering.pickle_policy import (
@@ -134,12 +134,12 @@ def select_checkpoint(run_dir_or_ckpt_dir: Path, load_best: bool, trust: Trusted
     raise CheckpointError(f"no usable checkpoint in {folder}: {'; '.join(problems)}")
 
 
-def resume_checkpoint(hparams: argparse.Namespace, run_dir: Path, trust: TrustedFiles = NO_TRUST) -> Path | None:
+def resume_checkpoint(run: RunControl, run_dir: Path, trust: TrustedFiles = NO_TRUST) -> Path | None:
     """Checkpoint of a resumed run, or None when not resuming.
 
     ``--load_model_4test`` (a run folder) replaces this run's folder and implies ``--resume``.
     """
-    other = getattr(hparams, "load_model_4test", "")
-    if not (getattr(hparams, "resume", False) or other):
+    other = run.load_model_4test
+    if not (run.resume or other):
         return None
-    return select_checkpoint(Path(other) if other else Path(run_dir), bool(getattr(hparams, "load_best", False)), trust)
+    return select_checkpoint(Path(other) if other else Path(run_dir), run.load_best, trust)

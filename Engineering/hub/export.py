@@ -18,6 +18,7 @@ import torch
 import yaml
 from torch import Tensor, nn
 
+from Engineering.configuration.cli import SCRIPTS
 from Engineering.errors import CheckpointError, ConfigError
 from Engineering.fileio import atomic_write, temp_folder
 from Engineering.hub.checkpoints import select_checkpoint
@@ -241,7 +242,8 @@ def hf_config(resolved: Mapping[str, Any], state: Mapping[str, Tensor] | None = 
     hparams, config = resolved["hparams"], resolved["config"]
     model = config.get("model", {}) if isinstance(config.get("model"), Mapping) else {}
     diffae = model.get("DiffAE", {}) if isinstance(model.get("DiffAE"), Mapping) else {}
-    flat: dict[str, Any] = {"model_type": MODEL_TYPES.get(script, script), "taskID": hparams.get("taskID")}
+    # every executor runs only its own taskID (the runner refuses others), so the script names it
+    flat: dict[str, Any] = {"model_type": MODEL_TYPES.get(script, script), "taskID": SCRIPTS.get(script)}
     for key in ("is3D", "in_channels", "out_channels", "modelID"):
         if key in hparams:
             flat[key] = bool(hparams[key]) if key == "is3D" else hparams[key]

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from Engineering.configuration.sections import EvalOptions
 from Engineering.outputs.distributed import gather_to_rank0
 from Engineering.outputs.h5writer import write_results_h5
 from Engineering.outputs.metrics import write_metrics
@@ -38,7 +39,7 @@ class TestOutputs:
     save_recon: bool = True
     recon_subjects: set[str] | None = None
     metric_suffix: str = ""
-    eval_options: Mapping[str, Any] = field(default_factory=dict)
+    evaluation: EvalOptions = EvalOptions()
 
 
 @dataclass
@@ -75,12 +76,12 @@ class OutputCollector:
         self.rows: list[dict[str, Any]] = []
         self.ssim: list[float] = []
         self._pending: list[_Pending] = []
-        eval_opts = dict(settings.eval_options)
+        evaluation = settings.evaluation
         self.evaluator = Evaluator(
-            metrics2use=eval_opts.get("metrics2use") or {},
-            norm4diff=bool(eval_opts.get("norm4diff", False)),
-            store_fullscale_evals=bool(eval_opts.get("store_fullscale_evals", False)),
-            n_calc_processes=_metric_processes(int(eval_opts.get("n_calc_processes", 0))),
+            metrics2use=dict(evaluation.metrics2use),
+            norm4diff=evaluation.norm4diff,
+            store_fullscale_evals=evaluation.store_fullscale_evals,
+            n_calc_processes=_metric_processes(evaluation.n_calc_processes),
             mp_start_method="spawn" if torch.cuda.is_initialized() else "fork",
         )
 

@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from Engineering.configuration.shapes import parse_shape
 from Engineering.errors import ConfigError
 from Engineering.transforms.intensity import EPS, NORM_TYPES, IntensityNorm, ZScoreNorm, parse_float_tuple
 from Engineering.transforms.spatial import CropOrPad, Interpolate, RandomApply, RandomHorizontalFlip
@@ -49,21 +50,6 @@ class Compose:
 
     def __repr__(self) -> str:
         return f"Compose({[type(t).__name__ for t in self.transforms]})"
-
-
-def parse_shape(text: str | Sequence[int], name: str = "input_shape") -> tuple[int, ...]:
-    """``"50,128,128"`` (or a sequence) → ``(50, 128, 128)``; ConfigError naming ``--<name>`` unless positive ints.
-
-    The one parser of ``--input_shape`` for the data transforms and every engine.
-    """
-    items = text.split(",") if isinstance(text, str) else list(text)
-    try:
-        shape = tuple(int(str(v).strip()) for v in items if str(v).strip())
-    except ValueError:
-        raise ConfigError(f"--{name} {text!r} must be comma-separated integers, e.g. 50,128,128") from None
-    if not shape or any(v <= 0 for v in shape):
-        raise ConfigError(f"--{name} {text!r} must list positive sizes, e.g. 50,128,128")
-    return shape
 
 
 @dataclass(frozen=True)

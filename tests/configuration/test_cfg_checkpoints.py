@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import shutil
-from argparse import Namespace
 from pathlib import Path
 
 import pytest
 import torch
 
+from Engineering.configuration.run_config import RunConfig
+from Engineering.configuration.sections import RunControl
 from Engineering.errors import CheckpointError
 from Engineering.hub.checkpoints import resume_checkpoint, select_checkpoint
 
@@ -64,14 +65,14 @@ def test_resume_checkpoint(tmp_path: Path) -> None:
     other = tmp_path / "other"
     (other / "Checkpoints").mkdir(parents=True)
     _write_ckpt(other / "Checkpoints" / "last-v1.ckpt")
-    args = Namespace(resume=False, load_best=False, load_model_4test="")
-    assert resume_checkpoint(args, run) is None
-    assert (
-        resume_checkpoint(Namespace(resume=True, load_best=True, load_model_4test=""), run).name
-        == "epoch=1-step=2.ckpt"
-    )
+
+    def control(**options: object) -> RunControl:
+        return RunConfig.build("recon", options, {}).run
+
+    assert resume_checkpoint(control(), run) is None
+    assert resume_checkpoint(control(resume=True, load_best=True), run).name == "epoch=1-step=2.ckpt"
     # load_model_4test implies resume and replaces this run's folder
-    found = resume_checkpoint(Namespace(resume=False, load_best=False, load_model_4test=str(other)), run)
+    found = resume_checkpoint(control(load_model_4test=str(other)), run)
     assert found == other / "Checkpoints" / "last-v1.ckpt"
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from Engineering.configuration.naming import make_run_name, run_paths
 from Engineering.configuration.resolve import resolve
+from Engineering.configuration.run_config import RunConfig
 from Engineering.errors import ConfigError
 
 
@@ -26,7 +27,7 @@ def at_root(repo_root: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     ],
 )
 def test_default_run_names(at_root: Path, script: str, name: str) -> None:
-    train_id, run_name = make_run_name(resolve(script, []).hparams)
+    train_id, run_name = make_run_name(resolve(script, []).cfg)
     assert run_name == name and name.endswith(train_id)
 
 
@@ -41,41 +42,39 @@ def test_default_run_names(at_root: Path, script: str, name: str) -> None:
     ],
 )
 def test_name_variants(at_root: Path, argv: list[str], train_id: str) -> None:
-    hparams = resolve("recon", argv).hparams
-    got_train_id, run_name = make_run_name(hparams)
+    cfg = resolve("recon", argv).cfg
+    got_train_id, run_name = make_run_name(cfg)
     assert got_train_id == train_id
-    assert run_name == (f"{hparams.run_prefix}_{train_id}" if hparams.run_prefix else train_id)
+    assert run_name == (f"{cfg.data.run_prefix}_{train_id}" if cfg.data.run_prefix else train_id)
 
 
 def test_fulltrainID_is_verbatim(at_root: Path) -> None:
-    assert make_run_name(resolve("diffae", ["--fulltrainID", "MyRun"]).hparams) == ("MyRun", "MyRun")
-    assert make_run_name(resolve("recon", ["--json§fulltrainID", "J"]).hparams) == ("J", "J")
+    assert make_run_name(resolve("diffae", ["--fulltrainID", "MyRun"]).cfg) == ("MyRun", "MyRun")
+    assert make_run_name(resolve("recon", ["--json§fulltrainID", "J"]).cfg) == ("J", "J")
 
 
-def test_bad_task_in_name() -> None:
-    from argparse import Namespace
-
-    with pytest.raises(ConfigError, match=r"--taskID 9: expected 0"):
-        make_run_name(Namespace(trainID="t", foldID=0, ampmode="32", taskID=9))
+def test_bad_task_is_refused_before_naming() -> None:
+    with pytest.raises(ConfigError, match=r"--taskID 9: expected one of 0, 1, 2"):
+        RunConfig.build("recon", {"taskID": 9}, {})
 
 
 def test_run_paths_recon_and_suffix(at_root: Path) -> None:
-    hparams = resolve("recon", ["--output_suffix", "fullDS"]).hparams
-    _, name = make_run_name(hparams)
-    paths = run_paths(hparams, name)
+    cfg = resolve("recon", ["--output_suffix", "fullDS"]).cfg
+    _, name = make_run_name(cfg)
+    paths = run_paths(cfg, name)
     assert paths.run_dir == Path("../Results") / name
     assert paths.checkpoints == paths.run_dir / "Checkpoints"
     assert paths.output == paths.run_dir / "Output_fullDS"
     assert paths.log_file == paths.run_dir / "CaptainsLog.log"
     assert paths.tb_dir == Path("../Out/TBLogs") / name
     assert paths.parent_train_path is None and paths.latent_file is None
-    assert run_paths(resolve("recon", []).hparams, name).output == paths.run_dir / "Output"
+    assert run_paths(resolve("recon", []).cfg, name).output == paths.run_dir / "Output"
 
 
 def test_run_paths_latentcls(at_root: Path) -> None:
-    hparams = resolve("latentcls", ["--parent_trainID", "parentRun"]).hparams
-    _, name = make_run_name(hparams)
-    paths = run_paths(hparams, name)
+    cfg = resolve("latentcls", ["--parent_trainID", "parentRun"]).cfg
+    _, name = make_run_name(cfg)
+    paths = run_paths(cfg, name)
     assert paths.parent_train_path == Path("../Results/parentRun")
     assert paths.save_path == Path("../Results/parentRun/ClassifyLatent")
     assert paths.run_dir == Path("../Results/parentRun/ClassifyLatent") / name

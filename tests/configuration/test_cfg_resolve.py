@@ -91,7 +91,7 @@ def test_required_json_keys(at_root: Path, tmp_path: Path) -> None:
     ):
         resolve("recon", ["--datajson_path", js])
     rc = resolve("recon", ["--datajson_path", js, "--json§foldCSV", "0", "--json§save_path", "r"])
-    assert rc.hparams.foldCSV == 0 and rc.hparams.save_path == "r"
+    assert rc.hparams.foldCSV == "0" and rc.hparams.save_path == "r"  # typed by the key: a file name
     with pytest.raises(ConfigError, match=r"--taskID 7: expected one of 0 \(pythae AE/VAE\), 1 \(DiffAE\)"):
         resolve("recon", ["--taskID", "7"])
 

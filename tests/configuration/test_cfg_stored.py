@@ -22,7 +22,7 @@ def run(repo_root: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Pat
     monkeypatch.chdir(repo_root)
     trained = resolve("diffae", ["--datajson_path", DEMO_JSON, f"--json§save_path={tmp_path}", "--ampmode", "32",
                                  "--trainID", "tiny", "--batch_size", "4", "--model§DiffAE§net_ch", "8"])  # fmt: skip
-    folder = tmp_path / make_run_name(trained.hparams)[1]
+    folder = tmp_path / make_run_name(trained.cfg)[1]
     (folder / "Checkpoints").mkdir(parents=True)
     save_resolved(trained, folder / "resolved_config.yaml")
     return folder
@@ -34,7 +34,7 @@ def test_run_dir_alone_rebuilds_the_trained_configuration(run: Path) -> None:
     assert (hp.batch_size, hp.ampmode, hp.trainID, hp.save_path) == (4, "32", "tiny", str(run.parent))
     assert rc.config["model"]["DiffAE"]["net_ch"] == 8
     assert (hp.resume, hp.run_mode, hp.run_dir) == (True, 2, str(run))  # this invocation's options
-    assert make_run_name(hp)[1] == run.name
+    assert make_run_name(rc.cfg)[1] == run.name
 
 
 def test_explicit_options_and_overrides_win_over_the_stored_ones(run: Path) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import random
@@ -11,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from Engineering.configuration.run_config import RunConfig
 from Engineering.data.datamodule import H5DataModule, choose_recon_subjects, merge_dataset_options
 from Engineering.data.demo import write_demo_dataset, write_series_file
 from Engineering.errors import ConfigError
@@ -31,7 +31,7 @@ YAML = {
 FRAMES, SIZE = 6, 16
 
 
-def _hparams(datadir, **overrides) -> argparse.Namespace:
+def _hparams(datadir, **overrides) -> RunConfig:
     values = dict(
         datadir=str(datadir),
         datafile="data.h5",
@@ -65,7 +65,7 @@ def _hparams(datadir, **overrides) -> argparse.Namespace:
         taskID=1,
     )
     values.update(overrides)
-    return argparse.Namespace(**values)
+    return RunConfig.build("diffae", values, {**YAML, "model": {"latent_dim": 8}})
 
 
 @pytest.fixture
@@ -74,7 +74,7 @@ def demo(tmp_path):
 
 
 def test_shipped_config_batches(demo):
-    dm = H5DataModule.from_hparams(_hparams(demo.datadir), YAML, merge_train_val=False)
+    dm = H5DataModule.from_config(_hparams(demo.datadir), merge_train_val=False)
     dm.setup("fit")
     assert dm.dataset_options.fetchMinMax and not dm.dataset_options.every_primary
     train_ids = set(dm.fold.train)
@@ -103,28 +103,28 @@ def test_merge_order_and_unknown_keys():
 
 @pytest.mark.parametrize("falsy", [0, "", False, "0"])
 def test_no_folds_uses_whole_file(demo, falsy):
-    dm = H5DataModule.from_hparams(_hparams(demo.datadir, foldCSV=falsy), YAML, merge_train_val=False)
+    dm = H5DataModule.from_config(_hparams(demo.datadir, foldCSV=falsy), merge_train_val=False)
     dm.setup("fit")
     assert dm.fold is None and dm.train_ds.entries == dm.val_ds.entries
     assert [k for k, _ in dm.train_ds.entries] == demo.expected_keys
 
 
 def test_merge_train_val(demo):
-    dm = H5DataModule.from_hparams(_hparams(demo.datadir), YAML, merge_train_val=True)
+    dm = H5DataModule.from_config(_hparams(demo.datadir), merge_train_val=True)
     dm.setup("fit")
     assert dm.val_ds is None and dm.val_dataloader() == []
     assert set(dm.train_ds.patient_ids) == set(dm.fold.train) | set(dm.fold.val)
 
 
 def test_loader_settings(demo, caplog):
-    dm = H5DataModule.from_hparams(_hparams(demo.datadir, foldCSV=0, batch_size=3), YAML, merge_train_val=False)
+    dm = H5DataModule.from_config(_hparams(demo.datadir, foldCSV=0, batch_size=3), merge_train_val=False)
     dm.setup("fit")
     train, val = dm.train_dataloader(), dm.val_dataloader()
     assert train.drop_last and val.drop_last is False and train.prefetch_factor is None
     assert isinstance(val.sampler, torch.utils.data.SequentialSampler)
     assert isinstance(train.sampler, torch.utils.data.RandomSampler)
     assert sum(b["inp"]["data"].shape[0] for b in val) == len(dm.val_ds)
-    small = H5DataModule.from_hparams(_hparams(demo.datadir, foldCSV=0, batch_size=64), YAML, merge_train_val=False)
+    small = H5DataModule.from_config(_hparams(demo.datadir, foldCSV=0, batch_size=64), merge_train_val=False)
     small.setup("fit")
     with caplog.at_level(logging.WARNING, logger="imlatent.data"):
         assert small.train_dataloader().drop_last is False
@@ -139,20 +139,20 @@ def test_loader_settings(demo, caplog):
 def test_test_loader_batch_size(demo, options, expected):
     """Latents only: a larger test batch by default (fewer per-batch costs); --test_batch_size sets it."""
     hp = _hparams(demo.datadir, foldCSV=0, **options)
-    dm = H5DataModule.from_hparams(hp, YAML, merge_train_val=False)
+    dm = H5DataModule.from_config(hp, merge_train_val=False)
     dm.setup("test")
-    assert dm.test_dataloader().batch_size == expected and dm.batch_size == hp.batch_size
+    assert dm.test_dataloader().batch_size == expected and dm.batch_size == hp.run.batch_size
 
 
 def test_worker_process_loader(demo):
-    dm = H5DataModule.from_hparams(_hparams(demo.datadir, foldCSV=0, num_workers=1, p_augment=0), YAML, False)
+    dm = H5DataModule.from_config(_hparams(demo.datadir, foldCSV=0, num_workers=1, p_augment=0), False)
     dm.setup("test")
     keys = [k for b in dm.test_dataloader() for k in b["key"]]
     assert keys == demo.expected_keys
 
 
 def test_recon_subjects(demo):
-    dm = H5DataModule.from_hparams(_hparams(demo.datadir, save_recon_subs=" 1000011,1000022"), YAML, False)
+    dm = H5DataModule.from_config(_hparams(demo.datadir, save_recon_subs=" 1000011,1000022"), False)
     dm.setup("test")
     assert dm.recon_subjects == {"1000011", "1000022"}
     ids = [str(n) for n in range(10)]
@@ -162,7 +162,7 @@ def test_recon_subjects(demo):
     random.seed(3)
     assert choose_recon_subjects(ids, 0.3, "") == first and len(first) == 3
     assert len(choose_recon_subjects(ids, 13, "")) == 10 and len(choose_recon_subjects(ids, 4, "")) == 4
-    whole = H5DataModule.from_hparams(_hparams(demo.datadir, foldCSV="", n_save_recon_subs=1), YAML, False)
+    whole = H5DataModule.from_config(_hparams(demo.datadir, foldCSV="", n_save_recon_subs=1), False)
     whole.setup("test")
     assert whole.recon_subjects == set(demo.patient_ids)
 
@@ -171,18 +171,11 @@ def test_test_stage_drops_phenotypes(demo, tmp_path):
     tsv = tmp_path / "ph.tsv"
     tsv.write_text("FID\tLV\n" + "".join(f"{p}\t{n}\n" for n, p in enumerate(demo.patient_ids)))
     hp = _hparams(demo.datadir, foldCSV=0, DS_fetch_phenotypes=True, DS_phenotypes={"path": str(tsv), "cols": "LV"})
-    dm = H5DataModule.from_hparams(hp, YAML, merge_train_val=True)
+    dm = H5DataModule.from_config(hp, merge_train_val=True)
     dm.setup("fit")
     dm.setup("test")
     assert "phenotypes" in dm.train_ds[0] and "phenotypes" not in dm.test_ds[0]
     assert dm.dataset_options.fetch_phenotypes and dm.side_counts == {"n_phenotypes": 1}
-
-
-def test_missing_required_option(demo):
-    hp = _hparams(demo.datadir)
-    del hp.input_shape
-    with pytest.raises(ConfigError, match=r"option input_shape is missing from the command line / dataNpath JSON"):
-        H5DataModule.from_hparams(hp, YAML, False)
 
 
 @pytest.mark.parametrize("case", ["diffae_3d_small", "diffae_2d_small"])
@@ -205,7 +198,7 @@ def test_golden_diffae_input_bit_exact(tmp_path, golden_dir, case):
         is3D=int(cli[cli.index("--is3D") + 1]),
         DS_sanity_filters=config["hdf5"]["DS_params_used"]["sanity_filters"],
     )
-    dm = H5DataModule.from_hparams(hp, YAML, merge_train_val=False)
+    dm = H5DataModule.from_config(hp, merge_train_val=False)
     dm.setup("test")
     batch = next(iter(dm.test_dataloader()))
     assert batch["key"] == config["hdf5"]["dataset_keys"]

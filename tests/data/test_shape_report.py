@@ -9,7 +9,7 @@ import pytest
 from Engineering.data.datamodule import H5DataModule
 from Engineering.data.demo import write_demo_dataset
 from Engineering.transforms.spatial import describe_fit
-from tests.data.test_datamodule import FRAMES, SIZE, YAML, _hparams
+from tests.data.test_datamodule import FRAMES, SIZE, _hparams
 
 
 def test_demo_volumes_in_the_default_shape_are_mostly_padding():
@@ -41,7 +41,7 @@ def test_croppad_off_says_so():
 @pytest.mark.parametrize("input_shape, warned", [(f"{FRAMES},20,20", False), ("56,128,128", True)])
 def test_datamodule_reports_once_and_warns_on_mostly_padding(tmp_path, caplog, input_shape, warned):
     demo = write_demo_dataset(tmp_path / "demo", n_patients=4, frames=FRAMES, size=SIZE, n_folds=2)
-    dm = H5DataModule.from_hparams(_hparams(demo.datadir, input_shape=input_shape), YAML, merge_train_val=False)
+    dm = H5DataModule.from_config(_hparams(demo.datadir, input_shape=input_shape), merge_train_val=False)
     with caplog.at_level(logging.INFO, logger="imlatent"):
         dm.setup("fit")
         dm.setup("test")

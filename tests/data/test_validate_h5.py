@@ -57,7 +57,7 @@ def test_without_config_counts_what_the_executor_counts(tmp_path, tool, capsys):
     assert run_guarded(tool, ["--json", str(tmp_path / "run.json")]) == 0
     out = capsys.readouterr().out
     rc = resolve("diffae", ["--datajson_path", str(tmp_path / "run.json")])
-    dm = H5DataModule.from_hparams(rc.hparams, rc.config, merge_train_val=False)
+    dm = H5DataModule.from_config(rc.cfg, merge_train_val=False)
     dm.build("fit")
     assert f"selection train: {len(dm.train_ds)} sample(s)" in out
     assert any(k.startswith(paths.patient_ids[3]) for k, _ in dm.train_ds.entries)  # the patient with the repeat

@@ -14,7 +14,7 @@ from Engineering.data.demo import write_demo_dataset
 from Engineering.data.h5dataset import H5SeriesDataset
 from Engineering.data.store import copy_h5_to_zarr, is_zarr, location_exists
 from Engineering.errors import DataError
-from tests.data.test_datamodule import FRAMES, SIZE, YAML, _hparams
+from tests.data.test_datamodule import FRAMES, SIZE, _hparams
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +30,7 @@ def stores(tmp_path_factory):
 
 
 def _options(demo):
-    return H5DataModule.from_hparams(_hparams(demo.datadir), YAML, merge_train_val=False).dataset_options
+    return H5DataModule.from_config(_hparams(demo.datadir), merge_train_val=False).dataset_options
 
 
 @pytest.mark.parametrize("which", ["local", "memory"])
@@ -52,7 +52,7 @@ def test_datamodule_reads_an_fsspec_store_given_as_datafile(stores):
     demo, _, _, memory = stores
     batches = []
     for datafile in ("data.h5", memory):  # a URL datafile is used as is; folds stay in datadir
-        dm = H5DataModule.from_hparams(_hparams(demo.datadir, datafile=datafile), YAML, merge_train_val=False)
+        dm = H5DataModule.from_config(_hparams(demo.datadir, datafile=datafile), merge_train_val=False)
         dm.setup("fit")
         torch.manual_seed(0)
         batches.append(next(iter(dm.train_dataloader())))

@@ -15,7 +15,6 @@ import torch
 from safetensors.torch import load_file
 
 from Engineering.configuration import resolve
-from Engineering.engines.base import plain_hparams
 from Engineering.engines.runner import build_engine
 
 CASES = ["diffae_3d_small", "diffae_2d_small"]
@@ -27,7 +26,7 @@ def _engine_and_io(golden_dir, case):
     assert cfg["cli"][:2] == ["--taskID", "1"]
     argv = cfg["cli"][2:]
     rc = resolve("diffae", argv + ["--accelerator", "cpu"])
-    engine = build_engine(1, plain_hparams(rc.hparams), rc.config)
+    engine = build_engine(rc.cfg)
     stored = load_file(folder / "weights.safetensors")
     state = {k: v.float() for k, v in stored.items()}
     state.update({"ema_net." + k[len("net.") :]: v for k, v in state.items() if k.startswith("net.")})

@@ -14,7 +14,6 @@ import pytest
 import torch
 
 from Engineering.configuration import resolve
-from Engineering.engines.base import plain_hparams
 from Engineering.engines.diffae_inference import (
     DiffAERun,
     SubjectSeries,
@@ -34,11 +33,11 @@ def _tiny_run(shape: tuple[int, ...]) -> DiffAERun:
     argv = ["--is3D", str(int(len(shape) == 3)), "--input_shape", ",".join(map(str, shape)), "--batch_size", "1"]
     rc = resolve("diffae", argv + ["--ampmode", "32", "--accelerator", "cpu", "--model§DiffAE§T_eval", "2", *SMALL])
     torch.manual_seed(0)
-    engine = build_engine(1, plain_hparams(rc.hparams), rc.config).eval()
+    engine = build_engine(rc.cfg).eval()
     with torch.no_grad():  # DiffAE zero-initialises its output layers: a fresh network predicts ε = 0 everywhere
         for p in engine.parameters():
             p.add_(0.05 * torch.randn_like(p))
-    return DiffAERun(Path("."), engine, rc.hparams, rc.config, Path("none"), use_ema=True)  # type: ignore[arg-type]
+    return DiffAERun(Path("."), engine, rc.cfg, Path("none"), use_ema=True)  # type: ignore[arg-type]
 
 
 def _series(shape: tuple[int, ...], n: int, seed: int) -> SubjectSeries:

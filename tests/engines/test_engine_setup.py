@@ -2,41 +2,27 @@
 
 from __future__ import annotations
 
-from argparse import Namespace
-
 import pytest
 import torch
 
+from Engineering.configuration.run_config import RunConfig
+from Engineering.configuration.sections import LRDecay
 from Engineering.engines.base import build_lr_scheduler, build_optimiser
 from Engineering.engines.trainer_setup import batch_limit, check_strategy, precision_of, trainer_kwargs
 from Engineering.errors import ConfigError
 
 
-def _hp(**kw) -> Namespace:
+def _cfg(yaml: dict | None = None, **kw) -> RunConfig:
     base = dict(
         accelerator="cpu",
-        ndevices=0,
-        nnodes=1,
-        sync_batchnorm=False,
-        ampmode="32",
         num_epochs=3,
         n_train_batches=0.25,
         n_val_batches=4.0,
-        check_anomalies=False,
-        non_deter=False,
-        training_strategy="",
-        profiler="",
         auto_optim=True,
         effective_batch_size=96,
         batch_size=32,
-        grad_clip_val=1.0,
-        grad_clip_algo="norm",
-        dev_run=0,
-        run_mode=4,
-        early_stopping_patience=-1,
     )
-    base.update(kw)
-    return Namespace(**base)
+    return RunConfig.build("recon", {**base, **kw}, yaml or {})
 
 
 @pytest.mark.parametrize(
@@ -53,28 +39,28 @@ def test_batch_limit_fraction_or_count(value, expected):
 
 
 def test_trainer_kwargs_accumulation_and_clipping():
-    kw = trainer_kwargs(_hp(), {"training": {"log_freq": 7}}, [], [], validate=True)
+    kw = trainer_kwargs(_cfg({"training": {"log_freq": 7}}), [], [], validate=True)
     assert kw["accumulate_grad_batches"] == 3
     assert kw["gradient_clip_val"] == 1.0 and kw["gradient_clip_algorithm"] == "norm"
     assert kw["devices"] == 1 and kw["log_every_n_steps"] == 7 and kw["limit_val_batches"] == 4
 
 
 def test_trainer_kwargs_manual_optimisation_leaves_clipping_to_the_model():
-    kw = trainer_kwargs(_hp(auto_optim=False), {}, [], [], validate=False)
+    kw = trainer_kwargs(_cfg(auto_optim=False, run_mode=3), [], [], validate=False)
     assert "gradient_clip_val" not in kw and "accumulate_grad_batches" not in kw
     assert kw["limit_val_batches"] == 0 and kw["num_sanity_val_steps"] == 0
 
 
 def test_negative_dev_run_is_barebones_without_loggers():
-    kw = trainer_kwargs(_hp(dev_run=-2), {}, ["logger"], ["cb"], validate=True)
+    kw = trainer_kwargs(_cfg(dev_run=-2), ["logger"], ["cb"], validate=True)
     assert kw["barebones"] is True and kw["logger"] is False and kw["callbacks"] == []
     assert "fast_dev_run" not in kw and kw["limit_train_batches"] == 2
 
 
 def test_deepspeed_on_cpu_is_a_clear_error():
     with pytest.raises(ConfigError, match="deepspeed_stage_2 needs GPUs"):
-        check_strategy(_hp(training_strategy="deepspeed_stage_2"))
-    assert check_strategy(_hp(training_strategy="default")) is None
+        check_strategy(_cfg(training_strategy="deepspeed_stage_2"))
+    assert check_strategy(_cfg(training_strategy="default")) is None
 
 
 def test_optimiser_ids_and_names():
@@ -84,13 +70,13 @@ def test_optimiser_ids_and_names():
     assert isinstance(build_optimiser("SGD", params, 1e-3), torch.optim.SGD)
     with pytest.raises(ConfigError, match="--optimiserID 7 is unknown"):
         build_optimiser(7, params, 1e-3)
-    with pytest.raises(ConfigError, match="Madam"):
-        build_optimiser(3, params, 1e-3)
+    with pytest.raises(ConfigError, match="MTAdam.*Lightning's optimiser step never passes"):
+        build_optimiser(4, params, 1e-3)
 
 
 def test_lr_decay_types_build_the_configured_schedulers():
     opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
-    cfg = {"type1": {"decay_nepoch": 25, "decay_rate": 0.15}, "type2": {"decay_rate": 0.5, "patience": 3}}
+    cfg = LRDecay(type1={"decay_nepoch": 25, "decay_rate": 0.15}, type2={"decay_rate": 0.5, "patience": 3})
     assert build_lr_scheduler(0, cfg, opt) is None
     step = build_lr_scheduler(1, cfg, opt)["scheduler"]
     assert isinstance(step, torch.optim.lr_scheduler.StepLR) and step.step_size == 25 and step.gamma == 0.15
@@ -121,18 +107,24 @@ def test_manual_optimisation_steps_every_scheduler_once_per_epoch(as_list):
 
 
 def test_options_that_cannot_work_in_the_run_mode_are_errors():
+    from Engineering.engines.run_plan import plan_of
     from Engineering.engines.runner import _check_run_mode_options
 
-    base = dict(taskID=0, lr_decay_type=0, load_model_4test="", resume=False, run_mode=4, auto_optim=False)
+    def check(**kw) -> None:
+        cfg = _cfg(**{"tbactive": False, **kw})
+        _check_run_mode_options(cfg, plan_of(cfg.run.run_mode))
+
     with pytest.raises(ConfigError, match="--lr_decay_type 2 .* run_mode 3 does not compute"):
-        _check_run_mode_options(Namespace(**{**base, "lr_decay_type": 2, "run_mode": 3}))
+        check(lr_decay_type=2, run_mode=3)
+    with pytest.raises(ConfigError, match="--early_stopping_patience 2 monitors val_loss, which run_mode 0"):
+        check(early_stopping_patience=2, run_mode=0)
     with pytest.raises(
         ConfigError, match="--load_model_4test tests another run's checkpoint: use it with --run_mode 2"
     ):
-        _check_run_mode_options(Namespace(**{**base, "load_model_4test": "/runs/other"}))
-    diffae = Namespace(**{**base, "taskID": 1})
-    _check_run_mode_options(diffae)
-    assert diffae.auto_optim is True
+        check(load_model_4test="/runs/other")
+    with pytest.raises(ConfigError, match="no 'tblog_path'"):
+        check(tbactive=True)
+    check(load_model_4test="/runs/other", run_mode=2)
 
 
 def test_preweights_accept_a_bare_network_state_dict_and_a_pipeline_checkpoint(tmp_path):
@@ -152,16 +144,15 @@ def test_preweights_accept_a_bare_network_state_dict_and_a_pipeline_checkpoint(t
 
 @pytest.mark.parametrize(("is3d", "shape"), [(1, (2, 32, 32)), (0, (32, 32))], ids=["3d", "2d"])
 def test_diffae_engine_infer_shapes_range_and_embedding_only(is3d, shape):
-    from Engineering.configuration import option_defaults
     from Engineering.engines.runner import build_engine
 
-    hp = {**option_defaults("diffae"), "is3D": is3d, "input_shape": ",".join(map(str, shape)), "ampmode": "32"}
+    hp = {"is3D": is3d, "input_shape": ",".join(map(str, shape)), "ampmode": "32"}
     config = {"model": {"latent_dim": 8, "DiffAE": {"net_ch": 8, "T_eval": 2}}}
-    engine = build_engine(1, hp, config).eval()
+    engine = build_engine(RunConfig.build("diffae", hp, config)).eval()
     x = torch.rand(2, 1, *shape) * 2 - 1
     with torch.no_grad():
         full = engine.infer({"inp": {"data": x}})
-        engine.hp["test_emb_only"] = True
+        engine.use_config(engine.cfg.updated(test_emb_only=True))
         latent_only = engine.infer({"inp": {"data": x}})
     assert full.embedding.shape == (2, 8) and full.recon.shape == x.shape
     assert full.recon.min() >= 0 and full.recon.max() <= 1
@@ -187,7 +178,7 @@ def test_deterministic_mode_keeps_kernels_deterministic_without_filling_memory()
 
 @pytest.mark.parametrize("non_deter", [False, True])
 def test_cudnn_autotuning_only_when_non_deterministic(non_deter):
-    kw = trainer_kwargs(_hp(non_deter=non_deter), {}, [], [], validate=True)
+    kw = trainer_kwargs(_cfg(non_deter=non_deter), [], [], validate=True)
     assert kw["deterministic"] is not non_deter and kw["benchmark"] is non_deter
 
 
@@ -200,9 +191,9 @@ def test_wnbprefix_names_the_wandb_run_and_keeps_its_id():
 
 
 def test_use_concurrent_dataloader_is_refused_in_one_line():
+    from Engineering.engines.run_plan import plan_of
     from Engineering.engines.runner import _check_run_mode_options
 
-    hp = Namespace(taskID=1, run_mode=4, lr_decay_type=0, load_model_4test="", resume=False)
-    _check_run_mode_options(Namespace(**vars(hp), use_concurrent_dataloader=False))
+    _check_run_mode_options(_cfg(tbactive=False), plan_of(4))
     with pytest.raises(ConfigError, match="--use_concurrent_dataloader is not supported"):
-        _check_run_mode_options(Namespace(**vars(hp), use_concurrent_dataloader=True))
+        _check_run_mode_options(_cfg(tbactive=False, use_concurrent_dataloader=True), plan_of(4))

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from Engineering.configuration.run_config import RunConfig
 from Engineering.data.folds import Fold
 from Engineering.data.latent_datamodule import LatentDataModule
 from Engineering.errors import ConfigError, DataError
@@ -95,34 +95,34 @@ def test_classification_targets_and_feid_fallback(tmp_path):
     assert dm.datasets["test"][0]["phenotypes"].dtype.is_floating_point is False
 
 
-def _hp(tmp_path: Path, **kw) -> argparse.Namespace:
+def _hp(tmp_path: Path, **kw) -> RunConfig:
     base = dict(DS_phenotypes=pheno(tmp_path), datadir=str(tmp_path), foldCSV="", foldID=0, batch_size=2, in_channels=L)
     base.update(kw)
-    return argparse.Namespace(**base)
+    return RunConfig.build("latentcls", base, {})
 
 
-def test_from_hparams_errors_name_the_value(tmp_path):
+def test_from_config_errors_name_the_value(tmp_path):
     emb = make_latent_run(tmp_path, TRAIN)
     with pytest.raises(
         ConfigError, match=r"--in_channels 128 does not match latent length L=4 of .*emb.h5; set --in_channels 4"
     ):
-        LatentDataModule.from_hparams(_hp(tmp_path, in_channels=128), emb, False)
+        LatentDataModule.from_config(_hp(tmp_path, in_channels=128), emb, False)
     with pytest.raises(ConfigError, match=r"DS_phenotypes in .* is None; taskID 2 expects \{'path'"):
-        LatentDataModule.from_hparams(_hp(tmp_path, DS_phenotypes=None), emb, False)
+        LatentDataModule.from_config(_hp(tmp_path, DS_phenotypes=None), emb, False)
     with pytest.raises(ConfigError, match=r"latent_task classification takes one DS_phenotypes column; got 2: y1,y2"):
-        LatentDataModule.from_hparams(_hp(tmp_path, latent_task="classification"), emb, False)
-    with pytest.raises(ConfigError, match=r"latent_task 'cluster' is unknown; valid: regression, classification"):
-        LatentDataModule.from_hparams(_hp(tmp_path, latent_task="cluster"), emb, False)
+        LatentDataModule.from_config(_hp(tmp_path, latent_task="classification"), emb, False)
+    with pytest.raises(ConfigError, match=r"latent_task = 'cluster': expected one of regression, classification"):
+        LatentDataModule.from_config(_hp(tmp_path, latent_task="cluster"), emb, False)
     with pytest.raises(DataError, match=r"latent file .*missing.h5 does not exist"):
-        LatentDataModule.from_hparams(_hp(tmp_path), tmp_path / "missing.h5", False)
+        LatentDataModule.from_config(_hp(tmp_path), tmp_path / "missing.h5", False)
 
 
-def test_from_hparams_reads_fold_csv(tmp_path):
+def test_from_config_reads_fold_csv(tmp_path):
     emb = make_latent_run(tmp_path, TRAIN + VAL + TEST)
     pd.DataFrame([{"train": repr(FOLD.train), "val": repr(FOLD.val), "test": repr(FOLD.test)}]).to_csv(
         tmp_path / "folds.csv", index=False
     )
-    dm = LatentDataModule.from_hparams(_hp(tmp_path, foldCSV="folds.csv"), emb, merge_train_val=False)
+    dm = LatentDataModule.from_config(_hp(tmp_path, foldCSV="folds.csv"), emb, merge_train_val=False)
     assert dm.split_ids("test") == set(TEST)
 
 

@@ -92,7 +92,7 @@ def test_engine_validates_arguments():
         ClassifyLatentEngine(_hp(lossID=7, latent_targets=["y"]), {})
     with pytest.raises(ConfigError, match=r"latent_classes \[1\]; classification needs at least two classes"):
         ClassifyLatentEngine(_hp(latent_task="classification", latent_targets=["c"], latent_classes=[1]), {})
-    with pytest.raises(ConfigError, match=r"--ema_decay 1.5; expected a value in \[0, 1\]"):
+    with pytest.raises(ConfigError, match=r"--ema_decay 1.5: expected less than or equal to 1"):
         ClassifyLatentEngine(_hp(ema_decay=1.5, latent_targets=["y"]), {})
     engine = ClassifyLatentEngine(_hp(lossID=2, DS_phenotypes={"cols": "a,b,c"}), {})
     assert engine.net.out_features == 3 and isinstance(engine.loss_fn, torch.nn.SmoothL1Loss)

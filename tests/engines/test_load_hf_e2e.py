@@ -13,7 +13,6 @@ import torch
 from Engineering.configuration import resolve
 from Engineering.data import H5DataModule
 from Engineering.data.demo import write_demo_dataset
-from Engineering.engines.base import plain_hparams
 from Engineering.engines.runner import build_engine, main
 from Engineering.errors import CheckpointError
 from Engineering.hub import export_hf_folder
@@ -36,8 +35,8 @@ def _reference(root: Path, argv: list[str]):
     """A model with random weights, exported as a Hugging Face folder, and its latents computed directly."""
     torch.manual_seed(7)
     rc = resolve("diffae", argv)
-    engine = build_engine(1, plain_hparams(rc.hparams), rc.config).eval()
-    dm = H5DataModule.from_hparams(rc.hparams, rc.config, merge_train_val=False)
+    engine = build_engine(rc.cfg).eval()
+    dm = H5DataModule.from_config(rc.cfg, merge_train_val=False)
     dm.setup("test")
     latents = {}
     with torch.no_grad():

@@ -15,6 +15,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from Engineering.configuration.sections import EvalOptions
 from Engineering.errors import ConfigError
 from Engineering.outputs.collector import TestOutputs
 from Engineering.warp_drives.pythae.registry import available_models
@@ -47,7 +48,7 @@ def _engine_options(name: str, net: str) -> tuple[dict, dict]:
 
 def _test_stage_writes_emb_h5(engine, batch: dict, out: Path) -> dict[str, tuple]:
     """Run Lightning's test loop on one batch with the engine's real output writer; return emb.h5's shapes."""
-    engine.test_outputs = TestOutputs(output_dir=out, save_recon=False, eval_options={"n_calc_processes": 0})
+    engine.test_outputs = TestOutputs(output_dir=out, save_recon=False, evaluation=EvalOptions(n_calc_processes=0))
     trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
     trainer.test(engine, dataloaders=DataLoader([batch], batch_size=None), verbose=False)
     shapes: dict[str, tuple] = {}

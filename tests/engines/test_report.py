@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import base64
 import importlib.util
 import io
@@ -14,6 +13,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from Engineering.configuration.run_config import RunConfig
 from Engineering.engines.run_report import training_scalars
 from Engineering.errors import run_guarded
 from Engineering.outputs.report_html import Figure, Section, render_html, write_report_files
@@ -56,11 +56,14 @@ def test_training_scalars_read_a_lightning_metrics_csv(tmp_path):
     pd.DataFrame(
         {"step": [0, 1, 2], "epoch": [0, 0, 1], "train_loss": [3.0, 2.0, None], "test_ssim": [None, None, 0.5]}
     ).to_csv(log / "metrics.csv", index=False)
-    scalars, where = training_scalars(tmp_path, argparse.Namespace(), tmp_path / "tb")
+    scalars, where = training_scalars(
+        tmp_path, RunConfig.build("diffae", {}, {"model": {"latent_dim": 4}}), tmp_path / "tb"
+    )
     assert list(scalars) == ["train_loss"] and scalars["train_loss"]["value"].tolist() == [3.0, 2.0]
     assert where == str(tmp_path / "tb")
     (tmp_path / "run").mkdir()
-    assert training_scalars(tmp_path / "run", argparse.Namespace(tblog_path=str(tmp_path / "none")), None)[0] == {}
+    cfg = RunConfig.build("diffae", {"tblog_path": str(tmp_path / "none")}, {"model": {"latent_dim": 4}})
+    assert training_scalars(tmp_path / "run", cfg, None)[0] == {}
 
 
 def _embedded(page: str) -> list[Image.Image]:

@@ -49,7 +49,7 @@ def test_auto_bs_and_auto_lr_run_once_with_the_datamodule(data, monkeypatch, rep
     monkeypatch.setattr(Tuner, "lr_find", lr_find)
     runner.engage()
     assert calls == {"scale": 1, "lr": 1}
-    assert runner.hp.batch_size >= 2
+    assert runner.cfg.run.batch_size >= 2
     assert (runner.paths.run_dir / "auto_lr.csv").is_file()
 
 

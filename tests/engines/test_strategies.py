@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from argparse import Namespace
 from pathlib import Path
 
 import h5py
@@ -11,6 +10,7 @@ import torch
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.strategies import DDPStrategy, DeepSpeedStrategy, FSDPStrategy
 
+from Engineering.configuration.run_config import RunConfig
 from Engineering.engines.strategies import (
     DEEPSPEED_PRESETS,
     STRATEGIES,
@@ -24,31 +24,24 @@ from Engineering.engines.trainer_setup import precision_of, trainer_kwargs
 from Engineering.errors import ConfigError
 
 
-def _hp(**kw) -> Namespace:
+def _hp(**kw) -> RunConfig:
     base = dict(
         accelerator="gpu",
         ndevices=4,
         nnodes=2,
-        sync_batchnorm=False,
         ampmode="16-mixed",
         num_epochs=1,
         n_train_batches=1.0,
         n_val_batches=1.0,
-        check_anomalies=False,
-        non_deter=False,
-        training_strategy="",
-        profiler="",
         auto_optim=True,
         effective_batch_size=2,
         batch_size=2,
         grad_clip_val=0,
         grad_clip_algo="",
-        dev_run=0,
-        optimiserID=0,
-        taskID=0,
     )
     base.update(kw)
-    return Namespace(**base)
+    script = {0: "recon", 1: "diffae", 2: "latentcls"}[base.get("taskID", 0)]
+    return RunConfig.build(script, base, {"model": {"latent_dim": 8}})
 
 
 SRUN = {
@@ -99,9 +92,9 @@ def test_unknown_strategy_lists_the_valid_ones():
 
 
 def test_trainer_kwargs_carry_the_strategy_object():
-    kw = trainer_kwargs(_hp(accelerator="cpu", training_strategy="ddp", taskID=1), {}, [], [], validate=True)
+    kw = trainer_kwargs(_hp(accelerator="cpu", training_strategy="ddp", taskID=1), [], [], validate=True)
     assert type(kw["strategy"]) is DDPStrategy and kw["strategy"]._ddp_kwargs == {"find_unused_parameters": False}
-    assert "strategy" not in trainer_kwargs(_hp(accelerator="cpu"), {}, [], [], validate=True)
+    assert "strategy" not in trainer_kwargs(_hp(accelerator="cpu"), [], [], validate=True)
 
 
 # ---------------------------------------------------------------------------------------------- impossible combinations
@@ -188,10 +181,10 @@ def test_no_slurm_plugin_outside_srun(env):
 def test_trainer_kwargs_pick_the_slurm_plugin_from_the_environment(monkeypatch):
     for key, value in SRUN.items():
         monkeypatch.setenv(key, value)
-    kw = trainer_kwargs(_hp(accelerator="cpu"), {}, [], [], validate=True)
+    kw = trainer_kwargs(_hp(accelerator="cpu"), [], [], validate=True)
     assert isinstance(kw["plugins"][0], SLURMEnvironment)
     monkeypatch.delenv("SLURM_JOB_ID")
-    assert "plugins" not in trainer_kwargs(_hp(accelerator="cpu"), {}, [], [], validate=True)
+    assert "plugins" not in trainer_kwargs(_hp(accelerator="cpu"), [], [], validate=True)
 
 
 def test_slurm_layout_must_match_devices_and_nodes():

@@ -45,8 +45,8 @@ class Pacing(Callback):
         time.sleep(self.sleep)
 
 
-def _build_callbacks(hp: Any, checkpoint_dir: Path, validate: bool) -> list[Callback]:
-    callbacks = _original(hp, checkpoint_dir, validate)
+def _build_callbacks(cfg: Any, checkpoint_dir: Path, validate: bool) -> list[Callback]:
+    callbacks = _original(cfg, checkpoint_dir, validate)
     if not callbacks:  # dev_run < 0 (barebones)
         return callbacks
     if not any(isinstance(cb, RNGStateCheckpoint) for cb in callbacks):

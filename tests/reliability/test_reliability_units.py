@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
+from Engineering.configuration.run_config import RunConfig
 from Engineering.engines.reliability import (
     AtomicCheckpointIO,
     NonFiniteLossError,
     NonFiniteLossGuard,
     capture_rng_state,
-    nan_policy_of,
     restore_rng_state,
 )
 from Engineering.errors import CheckpointError, ConfigError
@@ -101,9 +101,12 @@ def test_rng_state_round_trip_is_weights_only_safe(tmp_path: Path) -> None:
 
 
 def test_nan_policy_option() -> None:
-    assert nan_policy_of({}) == "stop" and nan_policy_of({"training": {"nan_policy": "Skip"}}) == "skip"
-    with pytest.raises(ConfigError, match="training.nan_policy 'ignore' is unknown; valid: stop, skip"):
-        nan_policy_of({"training": {"nan_policy": "ignore"}})
+    def policy(yaml: dict) -> str:
+        return RunConfig.build("recon", {}, yaml).training.nan_policy
+
+    assert policy({}) == "stop" and policy({"training": {"nan_policy": "Skip"}}) == "skip"
+    with pytest.raises(ConfigError, match="key training.nan_policy = 'ignore': expected one of stop, skip"):
+        policy({"training": {"nan_policy": "ignore"}})
 
 
 class _Trainer:

@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from Engineering.configuration.run_config import RunConfig
 from Engineering.errors import ConfigError
 from Engineering.science.losses import (
     ChannelVarWeightedLoss,
@@ -61,7 +62,7 @@ def test_engine_loss_ids(tmp_path, monkeypatch) -> None:
     with pytest.raises(ConfigError, match=r"--lossID -2 \(LPIPS, trunk alex\) needs torchvision's"):
         build_engine_loss(-2)
     with pytest.raises(ConfigError, match=r"--lossID -1 needs the weights .* --ploss_weights PATH"):
-        build_engine_loss(-1, {"ploss_weights": str(tmp_path / "none.pth")})
+        build_engine_loss(-1, RunConfig.build("recon", {"ploss_weights": str(tmp_path / "none.pth")}, {}))
     with pytest.raises(ConfigError, match="--lossID 5 is unknown; valid: -1 perceptual loss, -2 LPIPS, 0 L1, 1 MSE"):
         build_engine_loss(5)
 

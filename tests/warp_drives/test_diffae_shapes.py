@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from Engineering.configuration import resolve
-from Engineering.engines.base import plain_hparams
 from Engineering.engines.runner import build_engine
 from Engineering.errors import ConfigError
 from Engineering.warp_drives.diffae import DiffAEConfig, build_diffae_net
@@ -84,7 +83,7 @@ def _engine(shape: tuple[int, ...]):
     argv = ["--is3D", str(int(len(shape) == 3)), "--input_shape", ",".join(map(str, shape))]
     argv += ["--batch_size", "1", "--ampmode", "32", "--accelerator", "cpu", *SMALL]
     rc = resolve("diffae", argv)
-    return build_engine(1, plain_hparams(rc.hparams), rc.config)
+    return build_engine(rc.cfg)
 
 
 def _layout(engine) -> list[tuple[str, tuple[int, ...]]]:

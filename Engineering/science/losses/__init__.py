@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import ast
 import importlib
-import math
 import re
 from collections.abc import Mapping
 from typing import Any
 
 from torch import nn
 
+from Engineering.configuration.run_config import RunConfig
 from Engineering.errors import ConfigError
 from Engineering.science.losses.recon_losses import ChannelVarWeightedLoss, MaskedReconLoss
 from Engineering.science.losses.ssim import MSSSIMLoss, SSIMLoss, ms_ssim, ssim
@@ -42,31 +42,32 @@ def _choices() -> str:
     return ", ".join(perceptual + [f"{k} {name}" for k, (name, _) in ENGINE_LOSSES.items()])
 
 
-def perceptual_loss_spec(loss_id: int, hp: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+def perceptual_loss_spec(loss_id: int, cfg: RunConfig) -> tuple[str, dict[str, Any]]:
     """(class path, keyword arguments) of the ``--lossID`` -1/-2 loss from the ``ploss_*``, ``is3D`` and
     ``out_channels`` options, as the original passed them to its custom-loss hook (pythae.md §6.3)."""
-    n_dim = 3 if int(hp.get("is3D", 1)) else 2
-    model = str(hp.get("ploss_model") or DEFAULT_PLOSS_MODEL)
+    training = cfg.training
+    n_dim = 3 if cfg.model.is_3d else 2
+    model = training.ploss_model or DEFAULT_PLOSS_MODEL
     if loss_id == -1:
         return "Engineering.science.losses.perceptual.PerceptualLoss", {
             "loss_model": model,
-            "n_level": hp.get("ploss_level", math.inf),
-            "loss_type": str(hp.get("ploss_type", "L1")),
-            "n_channels": int(hp.get("out_channels", 1)),
+            "n_level": training.ploss_level,
+            "loss_type": training.ploss_type,
+            "n_channels": cfg.model.out_channels,
             "n_dim": n_dim,
-            "weights_path": hp.get("ploss_weights") or None,
+            "weights_path": training.ploss_weights or None,
         }
     net = "alex" if model == DEFAULT_PLOSS_MODEL else model
     return "Engineering.science.losses.perceptual.LPIPSLoss", {"net": net, "n_dim": n_dim}
 
 
-def build_engine_loss(loss_id: int, hp: Mapping[str, Any] | None = None) -> nn.Module:
+def build_engine_loss(loss_id: int, cfg: RunConfig | None = None) -> nn.Module:
     """The engine-level reconstruction loss of ``--lossID`` (pythae.md §6.4); SSIM losses are 1 − similarity.
 
-    ``hp`` carries the ``ploss_*`` options of the perceptual losses (-1, -2).
+    ``cfg`` carries the ``ploss_*`` options of the perceptual losses (-1, -2); without one, the defaults apply.
     """
     if loss_id in PERCEPTUAL_LOSSES:
-        path, kwargs = perceptual_loss_spec(loss_id, hp or {})
+        path, kwargs = perceptual_loss_spec(loss_id, cfg or RunConfig.build("recon", {}, {}))
         return build_custom_loss(path, kwargs)
     if loss_id not in ENGINE_LOSSES:
         raise ConfigError(f"--lossID {loss_id} is unknown; valid: {_choices()}")
