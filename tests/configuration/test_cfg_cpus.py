@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 from pathlib import Path
@@ -12,6 +11,7 @@ import torch
 
 from Engineering.configuration.cpus import CpuBudget, cgroup_cpu_limit, cpu_budget, thread_policy
 from Engineering.configuration.resolve import SystemResources
+from Engineering.configuration.run_config import RunConfig
 from Engineering.engines import runner
 
 
@@ -76,21 +76,22 @@ def test_omp_num_threads_is_an_explicit_choice(value, threads):
 def test_runner_applies_and_prints_the_policy_once(caplog, monkeypatch):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(runner, "cpu_budget", lambda: CpuBudget(4, {"affinity": 4}))
-    hp = argparse.Namespace(num_workers=8, nbatch_prefetch=20, num_threads=0, ndevices=0)
+
+    def cfg(**options: object) -> RunConfig:
+        return RunConfig.build("diffae", options, {"model": {"latent_dim": 4}})
+
     before = torch.get_num_threads()
     try:
         with caplog.at_level(logging.INFO, logger="imlatent"):
-            runner._apply_resources(hp, SystemResources(None, 1, {}))
-        assert hp.num_workers == 2 and torch.get_num_threads() == 2  # workers: floor(0.9 * 4) - 1
+            applied = runner._apply_resources(cfg(num_workers=8, num_threads=0), SystemResources(None, 1, {}))
+        assert applied.run.num_workers == 2 and torch.get_num_threads() == 2  # workers: floor(0.9 * 4) - 1
         lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Threads:")]
         assert lines == ["Threads: 2 intra-op threads = 4 cores (affinity 4) - 2 DataLoader workers "
                          "(override with --num_threads or OMP_NUM_THREADS)"]  # fmt: skip
         monkeypatch.setattr(runner, "cpu_budget", lambda: CpuBudget(2, {"affinity": 2}))
-        hp = argparse.Namespace(num_workers=8, nbatch_prefetch=20, num_threads=0, ndevices=0)
-        runner._apply_resources(hp, SystemResources(None, 1, {}))
-        assert hp.num_workers == 0 and torch.get_num_threads() == 2 and hp.nbatch_prefetch is None
-        hp = argparse.Namespace(num_workers=0, nbatch_prefetch=20, num_threads=3, ndevices=0)
-        runner._apply_resources(hp, SystemResources(None, 1, {}))
+        applied = runner._apply_resources(cfg(num_workers=8, num_threads=0), SystemResources(None, 1, {}))
+        assert applied.run.num_workers == 0 and torch.get_num_threads() == 2 and applied.run.nbatch_prefetch is None
+        runner._apply_resources(cfg(num_workers=0, num_threads=3), SystemResources(None, 1, {}))
         assert torch.get_num_threads() == 3
     finally:
         torch.set_num_threads(before)
