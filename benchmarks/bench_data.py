@@ -149,7 +149,7 @@ def bare_h5py_loop(dataset: Any, args: argparse.Namespace) -> float:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     warnings.filterwarnings("ignore")
-    torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 2) // 2))  # the runner's choice (§0 step 5)
+    torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 2) // 2))  # the runner's choice
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "demo_data"
         write_demo_dataset(root, n_patients=args.n_patients, frames=args.frames, size=args.size, n_folds=2)

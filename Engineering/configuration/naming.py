@@ -1,4 +1,4 @@
-"""Run names and run folders, kept identical to the original for path compatibility (FAITHFUL).
+"""Run names and run folders, kept identical to the original for path compatibility.
 
 ``<run_prefix>_<trainID>fold<foldID>_prec<ampmode>_<tag>[_interp<f>]``: no separator before ``fold``; seed, lr and
 batch size are not part of the name; modelID <= 0 in taskID 0 is tagged ``_pythaemodel-<name>``.

@@ -1,4 +1,4 @@
-"""Lightning DataModule over :class:`H5SeriesDataset` (§5.12) and the recon-subject choice (§6.3).
+"""Lightning DataModule over :class:`H5SeriesDataset` and the recon-subject choice.
 
 Batch (default collation): ``inp.data`` (B, C, …) tensor, ``inp.volmin``/``inp.volmax`` float64 (B,) tensors,
 ``key`` list of B str, ``indices`` list of three int64 (B,) tensors.
@@ -71,7 +71,7 @@ def fold_csv_given(value: Any) -> bool:
 
 
 def choose_recon_subjects(test_ids: Sequence[str], n_save_recon_subs: float, save_recon_subs: str) -> set[str]:
-    """§6.3: explicit comma list, else n == 1 all, n < 1 a fraction, n > 1 a count (Python ``random``), 0 none."""
+    """Recon subjects: explicit comma list, else n == 1 all, n < 1 a fraction, n > 1 a count (``random``), 0 none."""
     explicit = [s.strip() for s in str(save_recon_subs or "").split(",") if s.strip()]
     if explicit:
         return set(explicit)
@@ -88,7 +88,7 @@ def choose_recon_subjects(test_ids: Sequence[str], n_save_recon_subs: float, sav
 def merge_dataset_options(
     norm_type: str, zscore_prenorm: str, yaml_dataset: Mapping[str, Any] | None, ds_keys: Mapping[str, Any]
 ) -> DatasetOptions:
-    """§5.4 merge order: ``{fetchMinMax}`` → YAML ``data.dataset`` → JSON ``DS_*`` (prefix stripped); later wins."""
+    """Merge order: ``{fetchMinMax}`` → YAML ``data.dataset`` → JSON ``DS_*`` (prefix stripped); later wins."""
     merged: dict[str, Any] = {"fetchMinMax": "vol" in norm_type or "vol" in (zscore_prenorm or "")}
     valid = DatasetOptions.field_names()
     for source, values in (("YAML data.dataset", dict(yaml_dataset or {})), ("dataNpath JSON", dict(ds_keys))):

@@ -1,14 +1,15 @@
-"""Latent data for taskID 2 (shell.md §5.13, pythae.md §9): a parent run's ``emb.h5`` joined with phenotype targets.
+"""Latent data for taskID 2: a parent run's ``emb.h5`` joined with phenotype targets.
 
 Input: ``<save_path>/<parent_trainID>/<parent_outfolder>/emb.h5`` (one (1, 1, 1, L) latent per series) and the
 ``DS_phenotypes`` TSV (``{path, cols}``, indexed by ``FID`` or ``f.eid``), inner-joined on the integer subject ID.
 Every series of a subject is one item (a subject with visits 2 and 3 gives two items).
 
-Splits come from the image dataset's fold CSV (``<datadir>/<foldCSV>``, exact-ID membership, DEFECT 25 fixed);
-without a fold CSV every split is the whole file (the original crashed there). Normalisation statistics are fitted
-on the fold's ``train`` column only and applied to every split (DEFECT 32 fixed): one scalar mean/std over all latent
-values (as the original's global scalar) and a per-column mean/std for regression targets. Fitting on ``train``
-even when run_mode 0/3 trains on train ∪ val keeps a later ``run_mode 2`` test on the same statistics.
+Splits come from the image dataset's fold CSV (``<datadir>/<foldCSV>``, exact-ID membership, not the
+original's substring test); without a fold CSV every split is the whole file (the original crashed there).
+Normalisation statistics are fitted on the fold's ``train`` column only and applied to every split (the original
+fitted each split on itself): one scalar mean/std over all latent values (as the original's global scalar) and a
+per-column mean/std for regression targets. Fitting on ``train`` even when run_mode 0/3 trains on train ∪ val keeps
+a later ``run_mode 2`` test on the same statistics.
 
 Targets (``latent_task`` in the dataNpath JSON, or ``--json§latent_task classification``):
 ``regression`` (default, the original) z-scored floats ``(n_pheno,)``; ``classification`` one column whose sorted

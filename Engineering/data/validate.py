@@ -1,4 +1,4 @@
-"""Check an input HDF5 file against the contract (outputs_and_consumers §1.12, shell §5) and, with a dataNpath JSON,
+"""Check an input HDF5 file against the contract and, with a dataNpath JSON,
 against what an executor run would read: the run's options come from the executors' own configuration code (same
 defaults, same YAML, same overrides) and its splits go through the reader's own selection and checks
 (``index.scan_file``, ``checks.check_selected``), so problems are reported with the words a run would use.

@@ -240,7 +240,7 @@ class BaseEngine(pl.LightningModule):
         self.collector.add(batch["key"], batch["indices"], self.infer(batch))
 
     def on_test_epoch_end(self) -> None:
-        """Log ``test_ssim[_<suffix>]``: the mean over all ranks' batches of the per-batch median SSIM (§6.7).
+        """Log ``test_ssim[_<suffix>]``: the mean over all ranks' batches of the per-batch median SSIM.
 
         Every rank takes part in the reduction, also one whose shard of the test set was empty, so none waits.
         """

@@ -1,8 +1,9 @@
 """DiffAE engine (taskID 1): training, EMA, validation by reconstruction SSIM, latent/recon inference.
 
-Module contents follow diffae.md §4.1 exactly so that published checkpoints load strictly: ``net`` (the
+Module contents follow the original's exactly so that published checkpoints load strictly: ``net`` (the
 autoencoding UNet with its semantic encoder at ``net.encoder``), ``ema_net`` (its EMA copy) and the
 persistent buffer ``x_T`` (sample_size, in_channels, *input_shape) of fixed sampling noise.
+Dn in comments names the entry of docs/differences.md for a deliberate difference from the original.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ HALF_PRECISION = {"16", "16-mixed", "bf16", "bf16-mixed", "bf16-true", "16-true"
 
 
 class DiffAEEngine(BaseEngine):
-    """LightningModule of the 2D/3D diffusion autoencoder (diffae.md §4)."""
+    """LightningModule of the 2D/3D diffusion autoencoder."""
 
     x_T: torch.Tensor  # registered buffer (see __init__)
     SCRIPT = "diffae"
@@ -62,14 +63,14 @@ class DiffAEEngine(BaseEngine):
         self._generator: torch.Generator | None = None
 
     def train(self, mode: bool = True) -> DiffAEEngine:
-        """Switch train/eval mode; the EMA network always stays in eval mode (D17 fixed)."""
+        """Switch train/eval mode; the EMA network always stays in eval mode (docs/differences.md D17)."""
         super().train(mode)
         self.ema_net.eval()
         return self
 
     # ------------------------------------------------------------------ helpers
     def _autocast(self, device: torch.device) -> Any:
-        """Autocast around network calls with the run's own half dtype (D6 fixed); fp32 elsewhere."""
+        """Autocast around network calls with the run's own half dtype (docs/differences.md D6); fp32 elsewhere."""
         if not self.use_amp or device.type != "cuda":
             return nullcontext()
         return torch.autocast(device_type="cuda", dtype=self.amp_dtype)
@@ -82,7 +83,7 @@ class DiffAEEngine(BaseEngine):
         return call
 
     def _rng(self, device: torch.device) -> torch.Generator:
-        """Per-rank generator for timesteps and noise, so DDP ranks draw different t (D14 fixed)."""
+        """Per-rank generator for timesteps and noise, so DDP ranks draw different t (docs/differences.md D14)."""
         if self._generator is None or self._generator.device != device:
             seed = int(torch.initial_seed() % (2**31)) + 1000 * int(self.global_rank)
             self._generator = torch.Generator(device=device).manual_seed(seed)
@@ -101,7 +102,7 @@ class DiffAEEngine(BaseEngine):
     def render(
         self, x: torch.Tensor, cond: torch.Tensor, T_inv: int, T_step: int, use_ema: bool = True
     ) -> torch.Tensor:
-        """DDIM inversion (T_inv steps) then decoding (T_step steps) with one network (D1 fixed); output in [0, 1]."""
+        """DDIM inversion (T_inv steps) then decoding (T_step steps) with one network (D1); output in [0, 1]."""
         fn = self.denoiser(use_ema)
         x_T = self.diffusion.ddim_reverse_sample_loop(fn, x, cond=cond, steps=T_inv)
         x0 = self.diffusion.ddim_sample_loop(fn, x_T, cond=cond, steps=T_step)
@@ -131,7 +132,8 @@ class DiffAEEngine(BaseEngine):
         return loss
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        # clip once (D3): Lightning clips when --grad_clip_algo is set; otherwise clip to the config's grad_clip
+        # clip once (docs/differences.md D3): Lightning clips when --grad_clip_algo is set;
+        # otherwise clip to the config's grad_clip
         training = self.cfg.training
         lightning_clips_norm = training.clips and training.grad_clip_algo == "norm"
         if not lightning_clips_norm and float(self.conf.grad_clip) > 0:
@@ -139,13 +141,13 @@ class DiffAEEngine(BaseEngine):
             torch.nn.utils.clip_grad_norm_(params, float(self.conf.grad_clip))
 
     def on_train_batch_end(self, outputs: Any, batch: Mapping[str, Any], batch_idx: int) -> None:
-        # one EMA step per optimiser step (D4 fixed: linked to gradient accumulation)
+        # one EMA step per optimiser step (linked to gradient accumulation; docs/differences.md D4)
         if (batch_idx + 1) % int(self.conf.accum_batches) == 0 or self._last_batch_of_epoch(batch_idx):
             ema_update(self.ema_net, self.net, float(self.conf.ema_decay))
             self._log_samples(batch["inp"]["data"])
 
     def _log_samples(self, x_start: torch.Tensor) -> None:
-        """Every sample_every_batches optimiser steps: random samples from x_T with and without EMA (D5, D19 fixed)."""
+        """Every sample_every_batches optimiser steps: random samples from x_T with and without EMA (D5/D19)."""
         every = int(self.conf.sample_every_batches)
         writer = self.tensorboard()
         if writer is None or every <= 0 or self.global_step % every != 0:

@@ -1,4 +1,4 @@
-"""ClassifyLatentEngine (taskID 2, pythae.md §9): the latent regressor, plus a real classification mode.
+"""ClassifyLatentEngine (taskID 2): the latent regressor, plus a real classification mode.
 
 Despite the original's name the faithful model is a *latent regressor*: ``nn.Linear(in_channels, n_phenotypes)``
 trained with L1/MSE/SmoothL1 (``--lossID`` 0/1/2) on z-scored phenotypes, with a frozen EMA shadow (``--ema_decay``)
@@ -6,9 +6,9 @@ updated after every training batch. ``latent_task: classification`` (dataNpath J
 ``--json§latent_task classification``) trains the same head on the class logits of one column with cross-entropy
 and reports accuracy and AUROC.
 
-Logged scalars (shell.md §4.14): ``train_loss``, ``train_loss_ema``, ``val_loss``, ``val_loss_ema``,
+Logged scalars: ``train_loss``, ``train_loss_ema``, ``val_loss``, ``val_loss_ema``,
 ``val_r2_<i>``/``val_r2_ema_<i>`` (classification: ``val_acc``, ``val_auroc`` and their ``_ema`` twins),
-``test_loss``, ``test_loss_ema`` and the test scores. Unlike the original (§6.6), the test stage also writes
+``test_loss``, ``test_loss_ema`` and the test scores. Unlike the original, the test stage also writes
 ``latent_predictions.csv``, ``latent_scores.csv`` and ``latent_scores.json`` into the run's Output folder.
 """
 

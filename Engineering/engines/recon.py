@@ -1,7 +1,7 @@
 """Reconstruction engine (taskID 0): the Identity debug model (modelID -1) and the pythae station (modelID 0).
 
-One shared step for train and validation (pythae.md §2.8). Every model trains under manual optimisation (the
-main_recon default; base models are stepped too, DEFECT-1 fixed) with gradient accumulation and clipping;
+One shared step for train and validation. Every model trains under manual optimisation (the
+main_recon default; base models are stepped too, unlike the original) with gradient accumulation and clipping;
 single-optimiser models may instead use Lightning's automatic optimisation (``--auto_optim``).
 """
 

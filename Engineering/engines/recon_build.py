@@ -1,4 +1,4 @@
-"""ReconEngine plumbing for modelID 0: hparams/YAML -> PythaeStation (pythae.md §7 init), batch -> model inputs."""
+"""ReconEngine plumbing for modelID 0: hparams/YAML -> PythaeStation, batch -> model inputs."""
 
 from __future__ import annotations
 
@@ -12,14 +12,14 @@ from Engineering.errors import ConfigError
 from Engineering.science.losses import PERCEPTUAL_LOSSES, perceptual_loss_spec
 from Engineering.warp_drives.pythae.station import WRAPPER_MODES, PythaeStation
 
-#: batch keys handed to the model next to ``data`` (§1.4)
+#: batch keys handed to the model next to ``data``
 SIDE_KEYS = ("phenotypes", "confounders_continuous", "confounders_binary", "confounders_multicat")
-#: predict outputs written as ``<tag>.h5`` (§7)
+#: predict outputs written as ``<tag>.h5``
 EXTRA_PREDICTIONS = ("pheno_pred", "conf_pred")
 
 
 def build_station(cfg: RunConfig) -> PythaeStation:
-    """Build the pythae station from the run configuration (§7 init, §2.3).
+    """Build the pythae station from the run configuration.
 
     The side-table counts (phenotypes, confounders) size the heads of the models that learn them.
     """

@@ -1,4 +1,4 @@
-"""Run orchestration shared by the three executors (the original's MainEngine, shell.md §0 and §4).
+"""Run orchestration shared by the three executors (the original's MainEngine).
 
 ``main(script, argv)`` resolves the configuration and follows two tables: the task of ``--taskID``
 (:mod:`Engineering.engines.tasks`: engine, datamodule, fixed settings) and the plan of ``--run_mode``
@@ -65,7 +65,7 @@ class Runner:
         self.started = time.monotonic()
         self.metrics: dict[str, Any] = {}  # key metrics of this invocation, for the closing summary
         self.best_ckpt = ""
-        pl.seed_everything(1701, workers=True, verbose=False)  # faithful: before anything else (shell.md §0)
+        pl.seed_everything(1701, workers=True, verbose=False)  # faithful: before anything else
         self.rc = resolve_run(script, list(argv))  # a test or resume starts from the run's stored configuration
         assert self.rc.cfg is not None  # resolving types and checks the configuration
         # only the command line itself may vouch for a checkpoint: never a data JSON, YAML or replayed config
@@ -176,7 +176,7 @@ class Runner:
 
     # ------------------------------------------------------------------ pieces
     def checkpoint_path(self) -> Path | None:
-        """The checkpoint chosen by --resume/--load_best/--load_model_4test (shell.md §4.4)."""
+        """The checkpoint chosen by --resume/--load_best/--load_model_4test."""
         ckpt = resume_checkpoint(self.cfg.run, self.paths.run_dir, self.trust)
         if ckpt is not None and self.plan.fit:
             self.check_resume_target(ckpt)
@@ -256,7 +256,7 @@ class Runner:
         return provenance_attrs(self.run_name, str(weights) if weights else None, seed, int(latent), code_version())
 
     def tune(self, trainer: pl.Trainer, engine: BaseEngine, dm: Any) -> None:
-        """--auto_bs / --auto_lr through Lightning's tuner, once, with the datamodule (DEFECT 7 fixed)."""
+        """--auto_bs / --auto_lr through Lightning's tuner, once, with the datamodule (the original ran it twice)."""
         tuner = Tuner(trainer)
         if self.cfg.run.auto_bs:
             tuner.scale_batch_size(engine, datamodule=dm, mode="binsearch")
@@ -370,7 +370,7 @@ def _apply_resources(cfg: RunConfig, resources: Any, rank: int = 0) -> RunConfig
     """DataLoader workers and torch threads from the cores this process may use (affinity, cgroup quota, SLURM).
 
     Workers are capped at floor(0.9 * cores) - 1, or SLURM_CPUS_PER_TASK - 1 in a SLURM job (the original's rule,
-    shell.md §0 and §4.12, over the cores really available); the intra-op threads are the remaining cores
+    applied to the cores really available); the intra-op threads are the remaining cores
     (:func:`thread_policy`, ``--num_threads`` overrides). The original's ``cpus // 2`` left half the machine idle.
     """
     in_slurm = bool(getattr(resources, "slurm_env", None))
@@ -389,7 +389,7 @@ def _apply_resources(cfg: RunConfig, resources: Any, rank: int = 0) -> RunConfig
     if rank == 0:
         log.info("Threads: %s", policy.describe())
     limit = cfg.run.mem_limit
-    if limit:  # opt-in address-space limit (DEFECT 26: off by default)
+    if limit:  # opt-in address-space limit (off by default: it may break CUDA)
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     return cfg.updated(num_workers=workers, nbatch_prefetch=cfg.run.nbatch_prefetch if workers else None)
 

@@ -1,4 +1,4 @@
-"""Distributed strategies, precision checks and cluster plugins (shell.md §0, §4.9, §4.10; diffae.md §5).
+"""Distributed strategies, precision checks and cluster plugins.
 
 ``--training_strategy`` names become configured Lightning strategy objects; impossible combinations of
 strategy, accelerator, precision and optimiser are refused with a one-line :class:`ConfigError` right after
@@ -35,7 +35,7 @@ DEEPSPEED_PRESETS: dict[str, dict[str, Any]] = {
 #: documented --training_strategy names (constants.STRATEGIES of the original); other Lightning names pass through
 STRATEGIES = ("default", "ddp", "fsdp", "ddp_spawn", *DEEPSPEED_PRESETS)
 
-#: --ampmode values Lightning accepts (ints are parsed first, shell.md §4.9)
+#: --ampmode values Lightning accepts (ints are parsed first)
 PRECISIONS = (
     "32",
     "32-true",

@@ -1,4 +1,4 @@
-"""Lightning Trainer construction from the resolved hyper-parameters (shell.md §4.7, §4.9-§4.15)."""
+"""Lightning Trainer construction from the resolved hyper-parameters."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ def precision_of(ampmode: str) -> int | str:
 
 
 def batch_limit(value: float) -> int | float:
-    """``--n_train_batches``/``--n_val_batches``: > 1 is a number of batches, <= 1 a fraction (shell.md §1.1)."""
+    """``--n_train_batches``/``--n_val_batches``: > 1 is a number of batches, <= 1 a fraction."""
     return int(value) if value > 1 else float(value)
 
 
@@ -62,7 +62,7 @@ def wandb_run_name(prefix: str, run_name: str) -> str:
 
 
 def build_loggers(cfg: RunConfig, run_name: str, model: Any) -> list[Any]:
-    """W&B first, TensorBoard last (image logging uses the last logger), shell.md §4.14."""
+    """W&B first, TensorBoard last (image logging uses the last logger)."""
     loggers: list[Any] = []
     out = cfg.outputs
     if out.wnbactive:

@@ -2,7 +2,7 @@
 
 An engine turns a test batch into an :class:`InferenceResult` and hands it to :meth:`OutputCollector.add`. At the
 end every rank calls :meth:`OutputCollector.write`: the results of all ranks are gathered and rank 0 writes each
-file once, atomically (shell.md §6).
+file once, atomically.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ MAX_PANELS = 32
 
 @dataclass
 class TestOutputs:
-    """Where and what the test stage writes (shell.md §6)."""
+    """Where and what the test stage writes."""
 
     output_dir: Path
     save_recon: bool = True

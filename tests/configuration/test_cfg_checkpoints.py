@@ -1,4 +1,4 @@
-"""Checkpoint choice for --resume / --load_best / --load_model_4test (shell.md §4.4, DEFECT 8 fixed)."""
+"""Checkpoint choice for --resume / --load_best / --load_model_4test (a fallback where the original raised)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Run names and folders (shell.md §4.1–4.2, FAITHFUL)."""
+"""Run names and folders (the original's names, kept as they are)."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def test_default_run_names(at_root: Path, script: str, name: str) -> None:
     "argv, train_id",
     [
         (["--modelID", "3"], "prova1fold0_prec32_model3"),
-        (["--modelID", "-1"], "prova1fold0_prec32_pythaemodel-factor_vae"),  # FAITHFUL mislabel
+        (["--modelID", "-1"], "prova1fold0_prec32_pythaemodel-factor_vae"),  # the original's mislabel, kept
         (["--interp_fact", "0.5", "--foldID", "2"], "prova1fold2_prec32_pythaemodel-factor_vae_interp0.5"),
         (["--interp_fact", "2"], "prova1fold0_prec32_pythaemodel-factor_vae_interp2.0"),
         (["--json§run_prefix", ""], "prova1fold0_prec32_pythaemodel-factor_vae"),

@@ -1,4 +1,4 @@
-"""Trainer construction, optimiser and LR-decay choices (shell.md §4.7-§4.10)."""
+"""Trainer construction, optimiser and LR-decay choices."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Run-control options end to end on the Identity model: tuner (--auto_bs, --auto_lr), LR decay, early stopping,
-profiler and barebones dev runs (shell.md §4.7-§4.11)."""
+profiler and barebones dev runs."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Strategy objects, run-setting checks, SLURM plugin choice, precision and compilation (shell.md §4.9, §4.10)."""
+"""Strategy objects, run-setting checks, SLURM plugin choice, precision and compilation."""
 
 from __future__ import annotations
 

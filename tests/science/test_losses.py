@@ -1,4 +1,4 @@
-"""Losses (pythae.md §6.2, §6.4): masked/channel-weighted recon losses, SSIM losses, lossID and class mapping."""
+"""Losses: masked/channel-weighted recon losses, SSIM losses, lossID and class mapping."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def test_masked_loss_modes() -> None:
 
 
 def test_channel_var_weighted_loss_is_finite_for_one_channel() -> None:
-    """DEFECT-21 fixed: population variance, so a single channel gives weights 1 (no NaN)."""
+    """Population variance (unlike the original), so a single channel gives weights 1 (no NaN)."""
     x, recon = torch.zeros(2, 1, 3, 3), torch.ones(2, 1, 3, 3)
     assert torch.equal(ChannelVarWeightedLoss("l1")(recon, x), torch.tensor([9.0, 9.0]))
     target = torch.stack([torch.zeros(3, 3), torch.full((3, 3), 2.0)]).unsqueeze(0)  # (1, 2, 3, 3), var 1

@@ -2,7 +2,7 @@
 
 The rule (shapes.py) is checked against the built network by brute force, non-square and non-power-of-two crops
 build and train a step through the real executor parser, and their state dicts match a square crop of the same
-``max(input_shape)`` (attention placement follows that maximum, D7).
+``max(input_shape)`` (attention placement follows that maximum, docs/differences.md D7).
 """
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ def test_attention_follows_max_of_all_axes():
     # max 64 puts "resolution 16" attention at UNet level 2; the in-plane maximum 32 alone would put it at level 1
     assert _levels((64, 32, 32)) == [2]
     assert _levels((10, 32, 32)) == [1]
-    assert _levels((50, 128, 128)) == [3]  # the published model (diffae.md §2.7)
+    assert _levels((50, 128, 128)) == [3]  # the published model
     assert _levels((10, 80, 112)) == []  # 112, 56, 28, 14, 7: never 16
     assert _layout(_engine((64, 32, 32))) != _layout(_engine((10, 32, 32)))
 

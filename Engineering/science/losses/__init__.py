@@ -1,4 +1,4 @@
-"""Losses: engine-level reconstruction losses (``--lossID``) and custom pythae reconstruction losses (pythae.md §6)."""
+"""Losses: engine-level reconstruction losses (``--lossID``) and custom pythae reconstruction losses."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def _choices() -> str:
 
 def perceptual_loss_spec(loss_id: int, cfg: RunConfig) -> tuple[str, dict[str, Any]]:
     """(class path, keyword arguments) of the ``--lossID`` -1/-2 loss from the ``ploss_*``, ``is3D`` and
-    ``out_channels`` options, as the original passed them to its custom-loss hook (pythae.md §6.3)."""
+    ``out_channels`` options, as the original passed them to its custom-loss hook."""
     training = cfg.training
     n_dim = 3 if cfg.model.is_3d else 2
     model = training.ploss_model or DEFAULT_PLOSS_MODEL
@@ -62,7 +62,7 @@ def perceptual_loss_spec(loss_id: int, cfg: RunConfig) -> tuple[str, dict[str, A
 
 
 def build_engine_loss(loss_id: int, cfg: RunConfig | None = None) -> nn.Module:
-    """The engine-level reconstruction loss of ``--lossID`` (pythae.md §6.4); SSIM losses are 1 − similarity.
+    """The engine-level reconstruction loss of ``--lossID``; SSIM losses are 1 − similarity.
 
     ``cfg`` carries the ``ploss_*`` options of the perceptual losses (-1, -2); without one, the defaults apply.
     """
