@@ -1,4 +1,4 @@
-"""Sample transforms (§5.7–5.8 of the shell spec) and the builder of the train / evaluation chains.
+"""Sample transforms and the builder of the train / evaluation chains.
 
 Order: [train only: augmentation] → Interpolate → CropOrPad → (IntensityNorm → ToTensor | ToTensor → ZScoreNorm)
 → Grey2RGB → ComplexModeConverter.
