@@ -49,7 +49,7 @@ class IdentityAE(nn.Module):
 
 
 class ReconEngine(BaseEngine):
-    """LightningModule for the non-diffusion autoencoders (shell.md taskID 0).
+    """LightningModule for the non-diffusion autoencoders (taskID 0).
 
     ``self.net`` is the :class:`IdentityAE` (modelID -1) or a
     :class:`~Engineering.warp_drives.pythae.station.PythaeStation` (modelID 0), so checkpoint keys read
