@@ -115,7 +115,7 @@ def _contract_series(h5_path: Path, path: str, ds: h5py.Dataset, voxels: bool, r
     if absent:
         report.warn(
             "attributes",
-            f"{path}: no {'/'.join(absent)} attribute(s) (min_val/max_val: MUST for the volumetric normalisations; the rest SHOULD, §1.12)",
+            f"{path}: no {'/'.join(absent)} attribute(s) (min_val/max_val: MUST for the volumetric normalisations; the others are recommended by the data contract in README 'Your own data')",
         )
     if voxels and _has_bad_voxels(ds):
         report.error("voxels", voxels_message(h5_path, path))

@@ -94,7 +94,7 @@ def _setup_heads(model: nn.Module, config: Any) -> None:
     if config.anti_confounders_strategy != 0:
         raise ConfigError(
             f"anti_confounders_strategy={config.anti_confounders_strategy} is not supported (the original's "
-            "confounder code is broken, DEFECT-16); valid: 0"
+            "adversarial confounder removal never worked and is not reproduced); valid: 0"
         )
     head = (
         UltraPredictor(config.latent_dim, config.n_phenotypes, config.n_phenotype_layers, getattr(config, "p_do", 0.0))
