@@ -37,6 +37,9 @@ def is_own_record(record: logging.LogRecord) -> bool:
 
 def route_third_party() -> None:
     """Forward Python warnings and Lightning's loggers into ``imlatent.thirdparty`` (idempotent)."""
+    # off, then on: if a warnings.catch_warnings block restored warnings.showwarning since an earlier call, logging
+    # still believes it captures warnings and a bare captureWarnings(True) would not reinstall its hook
+    logging.captureWarnings(False)
     logging.captureWarnings(True)
     for name in ("py.warnings", *LIGHTNING_LOGGERS):
         logger = logging.getLogger(name)

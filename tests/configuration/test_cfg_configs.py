@@ -128,4 +128,5 @@ def test_demo_json(repo_root: Path) -> None:
         "tblog_path": "demo_run/TBLogs",
         "save_path": "demo_run/Results",
         **TIME2SLC,
+        "DS_phenotypes": {"path": "demo_data/phenotypes.tsv", "cols": "Age,Sex"},  # for the latent regressor demo
     }
