@@ -6,7 +6,7 @@ Run from the repository root:
     python Executors/merge_latents.py --h5-union OLD/Output_fullDSV2/emb.h5 NEW/Output_fullV3OnlyDS/emb.h5 \
         --out MERGED/Output_fullDSV3/emb.h5
 Tables are joined on subID/fieldID/instanceID/data_tag, never by row position. Prefixes default to S<seed> parsed
-from each path (_seed<k>_ or seed_<k>, else 1701). Series present in some runs only are reported on stderr.
+from each path (_seed<k>_, seed_<k> or a folder S<k>, else 1701). Series present in some runs only are reported on stderr.
 --h5-union writes one emb.h5 equal to a single run over all inputs; a series present in several inputs with
 different values is an error.
 """

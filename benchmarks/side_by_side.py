@@ -44,7 +44,17 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "threads": {"attention": "math", "threads": "new", "fill": True, "test_batch": 0},
     "fill": {"attention": "math", "threads": "old", "fill": False, "test_batch": 0},
     "batch": {"attention": "math", "threads": "old", "fill": True, "test_batch": 8},
+    # the new attention and determinism at the old thread count ("at an equal thread count")
+    "new_same_threads": {"attention": "sdpa", "threads": "old", "fill": False, "test_batch": 8},
+    "compiled": {"attention": "sdpa", "threads": "old", "fill": False, "test_batch": 8, "compile": True},
     "ckpt": {"attention": "sdpa", "threads": "new", "fill": False, "test_batch": 8, "grad_checkpoint": True},
+    "ckpt_same_threads": {
+        "attention": "sdpa",
+        "threads": "old",
+        "fill": False,
+        "test_batch": 8,
+        "grad_checkpoint": True,
+    },
 }
 
 
@@ -136,6 +146,10 @@ def run_child(spec: dict[str, Any], make_engine: Any, emit: Any) -> int:
     pl.seed_everything(1701, verbose=False)
     args = argparse.Namespace(**spec)
     engine = make_engine(args, {"attention": spec["attention"], "grad_checkpoint": spec.get("grad_checkpoint", False)})
+    if spec.get("compile"):  # as --compile_model; the first call of each network compiles it (in the warm-up)
+        from Engineering.engines.strategies import compile_network
+
+        compile_network(engine)
     record: dict[str, Any] = {
         "bench": spec["compare"], "variant": spec["variant"], "round": spec["round"], "threads_used": threads,
         "input_shape": spec["input_shape"], "net_ch": spec["net_ch"], "latent_dim": spec["latent_dim"],
@@ -225,9 +239,14 @@ def _latents(args: argparse.Namespace, engine: Any, spec: dict[str, Any]) -> dic
     ]
     engine.use_config(engine.cfg.updated(test_emb_only=True))
     _determinism(spec["fill"])
+    modes: list[bool] = []  # whether Lightning's test loop runs the engine under torch.inference_mode
+    infer = engine.infer
+    engine.infer = lambda batch: modes.append(torch.is_inference_mode_enabled()) or infer(batch)
     encoder = engine.ema_net.encoder.eval()
-    with torch.inference_mode():  # warm-up: first use of each shape (oneDNN primitives)
+    t0 = time.perf_counter()
+    with torch.inference_mode():  # warm-up: first use of each shape (oneDNN primitives; compilation)
         encoder(torch.stack(xs[:batch]))
+    warmup = time.perf_counter() - t0
     with tempfile.TemporaryDirectory() as tmp:
         engine.test_outputs = TestOutputs(
             output_dir=Path(tmp), save_recon=False, evaluation=EvalOptions(n_calc_processes=0)
@@ -247,11 +266,12 @@ def _latents(args: argparse.Namespace, engine: Any, spec: dict[str, Any]) -> dic
     bare = time.perf_counter() - t0
     return {
         "test_batch": batch,
+        "warmup_s": round(warmup, 1),
         "s_per_subject": stage / len(xs),
         "encoder_s_per_subject": bare / len(xs),
         "overhead": stage / bare - 1,
         "subjects": len(xs),
-        "inference_mode": bool(trainer.inference_mode),
+        "inference_mode": bool(modes) and all(modes),
         "projected_hours": round(stage / len(xs) * args.project / 3600, 1),
     }
 

@@ -29,6 +29,19 @@ class _Forward(logging.Handler):
         logging.getLogger(THIRD_PARTY).handle(record)
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to the ``sys.stderr`` of the moment, as ``print(file=sys.stderr)`` does, not to the one at creation
+    (a program that runs several executor mains, or redirects stderr between them, would write to a closed one)."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 def is_own_record(record: logging.LogRecord) -> bool:
     """True for the run's own records; False for those forwarded from other libraries."""
     own = record.name == "imlatent" or record.name.startswith("imlatent.")
@@ -60,7 +73,7 @@ def console_logging(debug: bool) -> None:
         None,
     )
     if handler is None:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler()
         handler.setLevel(logging.INFO)
         handler.setFormatter(logging.Formatter(CONSOLE_FORMAT))
         root.addHandler(handler)

@@ -255,9 +255,13 @@ def _int(value: str | None, default: int) -> int:
 def compile_network(engine: Any) -> None:
     """``torch.compile`` the engine's network in place (``nn.Module.compile``), so state-dict keys keep no ``_orig_mod.``.
 
-    The EMA copy is compiled too when there is one: the test stage (latents, reconstructions) runs it.
+    The EMA copy is compiled too when there is one, and its semantic encoder on its own: the test stage runs the
+    EMA network for reconstructions and calls ``ema_net.encoder`` directly for latents (--test_emb_only).
     """
     engine.net.compile()
     ema = getattr(engine, "ema_net", None)
     if ema is not None:
         ema.compile()
+        encoder = getattr(ema, "encoder", None)
+        if isinstance(encoder, torch.nn.Module):
+            encoder.compile()

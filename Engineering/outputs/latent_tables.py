@@ -235,13 +235,15 @@ def unique_keys(table: pd.DataFrame, source: str, keys: Iterable[str] = KEY_COLU
 
 
 # ---------------------------------------------------------------------------------------------- multi-run joins
-_SEED_PATTERNS = (re.compile(r"_seed(\d+)_"), re.compile(r"seed_(\d+)"))
+# ``…_seed<k>_…``, ``…seed_<k>…``, then a folder named ``S<k>`` (the column prefix, as in S1701/Output_fullDS)
+_SEED_PATTERNS = (re.compile(r"_seed(\d+)_"), re.compile(r"seed_(\d+)"), re.compile(r"(?:^|/)S(\d+)(?=/|$)"))
 DEFAULT_SEED = 1701
 
 
 def seed_of(run: str | Path) -> int:
-    """The seed in a run path (``…_seed<k>_…`` first, then ``…seed_<k>…``), else 1701 as in the companion."""
-    text = str(run)
+    """The seed in a run path (``…_seed<k>_…``, then ``…seed_<k>…``, then a folder ``S<k>``), else 1701 as in the
+    companion."""
+    text = Path(run).as_posix()
     for pattern in _SEED_PATTERNS:
         match = pattern.search(text)
         if match:

@@ -218,8 +218,9 @@ def test_compiled_network_keeps_state_dict_keys(monkeypatch):
     assert list(engine.state_dict()) == before and not any("_orig_mod" in k for k in before)
     engine.load_state_dict(engine.state_dict(), strict=True)
     engine.ema_net = torch.nn.Linear(2, 2)  # an engine with an EMA network: the test stage runs that one
+    engine.ema_net.encoder = torch.nn.Linear(2, 2)  # and calls its encoder directly for latents
     compile_network(engine)
-    assert compiled[-1] == engine.ema_net._call_impl
+    assert compiled[-2:] == [engine.ema_net._call_impl, engine.ema_net.encoder._call_impl]
 
 
 # ---------------------------------------------------------------------------------------------- bf16 on CPU

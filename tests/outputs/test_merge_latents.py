@@ -42,6 +42,8 @@ def test_seed_and_prefix_derivation():
     assert seed_of("R/F20208_heart_mulseed_42_3D_128fold0_prec16-mixed_DiffAE/Output/emb.h5") == 42
     assert seed_of("R/x_seed1993_fold0/Output/emb.h5") == 1993
     assert seed_of("R/plain/Output/emb.h5") == 1701
+    assert seed_of("S42/Output_fullDS") == 42 and seed_of("/res/S1993/Output_fullDS/emb.h5") == 1993
+    assert seed_of("R/S42x/Output/emb.h5") == seed_of("R/run_S42/Output") == 1701  # a whole folder name only
     assert run_prefixes(["a_seed_1701/e.h5", "b_seed_42/e.h5"]) == ["S1701", "S42"]
     with pytest.raises(DataError, match=r"both get the prefix 'S1701'; give distinct --names"):
         run_prefixes(["a/e.h5", "b/e.h5"])
