@@ -47,6 +47,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # the new attention and determinism at the old thread count ("at an equal thread count")
     "new_same_threads": {"attention": "sdpa", "threads": "old", "fill": False, "test_batch": 8},
     "compiled": {"attention": "sdpa", "threads": "old", "fill": False, "test_batch": 8, "compile": True},
+    # as new, with the EMA network's weights in channels-last-3d memory format (latents)
+    "channels_last": {"attention": "sdpa", "threads": "new", "fill": False, "test_batch": 8, "channels_last": True},
     "ckpt": {"attention": "sdpa", "threads": "new", "fill": False, "test_batch": 8, "grad_checkpoint": True},
     "ckpt_same_threads": {
         "attention": "sdpa",
@@ -242,6 +244,8 @@ def _latents(args: argparse.Namespace, engine: Any, spec: dict[str, Any]) -> dic
     modes: list[bool] = []  # whether Lightning's test loop runs the engine under torch.inference_mode
     infer = engine.infer
     engine.infer = lambda batch: modes.append(torch.is_inference_mode_enabled()) or infer(batch)
+    if spec.get("channels_last"):  # convolutions then run in NDHWC; outputs follow the weights' format
+        engine.ema_net.to(memory_format=torch.channels_last_3d)
     encoder = engine.ema_net.encoder.eval()
     t0 = time.perf_counter()
     with torch.inference_mode():  # warm-up: first use of each shape (oneDNN primitives; compilation)
