@@ -10,7 +10,8 @@ the sizes tiny are appended. Commands that need a GPU, the network or a cluster 
 the checks that can run here (shell syntax, option parsing).
 
 Each README command must be claimed by exactly one step and each step must claim one command, so a README edit
-that adds, removes or changes a command fails here until this file says how it runs.
+that adds, removes or changes a command fails here until this file says how it runs. The steps use what earlier
+steps wrote (the demo run, exports, latent tables): run the module as a whole, not one case with ``-k``.
 """
 
 from __future__ import annotations

@@ -89,8 +89,13 @@ def stored_run_config(run_dir: Path) -> ResolvedConfig:
     return found[0]
 
 
-def load_diffae_run(run_dir: str | Path, load_best: bool = False, device: str | torch.device = "cpu") -> DiffAERun:
+def load_diffae_run(
+    run_dir: str | Path, load_best: bool = False, device: str | torch.device = "cpu", *, weights: bool = True
+) -> DiffAERun:
     """Rebuild the DiffAE of ``run_dir`` (``<save_path>/<run_name>``) with its stored settings and checkpoint.
+
+    ``weights=False`` chooses and checks the checkpoint but leaves its weights for :func:`load_run_weights`, so that
+    a tool can refuse bad input (subjects, directions, frames) before it loads them.
 
     Raises:
         ConfigError: not a run folder, or not a DiffAE run.
@@ -108,9 +113,16 @@ def load_diffae_run(run_dir: str | Path, load_best: bool = False, device: str | 
         raise ConfigError(f"--run_dir {run_dir}: taskID 1 did not build a DiffAE engine")
     checkpoint = select_checkpoint(run_dir, load_best)
     check_checkpoint_fits(engine, checkpoint)  # a changed network is named in one line
-    load_weights_into(engine, checkpoint)
-    engine.eval().to(device)
-    return DiffAERun(run_dir, engine, cfg, checkpoint, cfg.diffae.test_ema)
+    run = DiffAERun(run_dir, engine, cfg, checkpoint, cfg.diffae.test_ema)
+    if weights:
+        load_run_weights(run, device)
+    return run
+
+
+def load_run_weights(run: DiffAERun, device: str | torch.device = "cpu") -> None:
+    """Load the run's checkpoint into its engine, in eval mode on ``device``."""
+    load_weights_into(run.engine, run.checkpoint)
+    run.engine.eval().to(device)
 
 
 # ------------------------------------------------------------------------------------------------ subjects
@@ -287,6 +299,7 @@ __all__ = [
     "interpolate",
     "invert",
     "load_diffae_run",
+    "load_run_weights",
     "load_subject",
     "manipulate",
     "read_series",

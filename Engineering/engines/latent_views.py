@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from Engineering.engines.diffae_inference import (
     SubjectSeries,
     interpolate,
     load_diffae_run,
+    load_run_weights,
     load_subject,
     manipulate,
 )
@@ -212,12 +213,15 @@ def _interpolation(
 def run_manipulation(req: ManipulationRequest) -> list[Path]:
     """Check everything, decode, write into ``req.out`` (default ``<run>/Manipulation``); returns the files written."""
     req.check()
-    run = load_diffae_run(req.run_dir, req.load_best, req.device)
+    run = load_diffae_run(req.run_dir, req.load_best, req.device, weights=False)
     series = [load_subject(run, s, req.series) for s in req.subjects]
     pair = [load_subject(run, s, req.series) for s in req.between] if req.between else []
     direction = resolve_direction(req.direction, reference_latents(run.run_dir, req.emb)) if req.direction else None
     for s in series + pair:
         pick_frames(s.frames(s.x).shape[0], req.frames)  # a bad --frames is refused before any decoding
+    load_run_weights(run, req.device)  # the input is good: now the weights
+    series = [replace(s, x=s.x.to(run.device)) for s in series]
+    pair = [replace(s, x=s.x.to(run.device)) for s in pair]
     out = Path(req.out) if req.out else run.run_dir / "Manipulation"
     with staged_folder(out) as stage:
         written = [p for s in series for p in _manipulation(run, s, direction, req, stage)] if direction else []
