@@ -245,12 +245,31 @@ def load_cache(path: Path) -> list[Entry] | None:
         return None
 
 
-def save_cache(path: Path, entries: list[Entry]) -> None:
-    """Write the index atomically; an unwritable folder only skips the cache (debug log)."""
+def save_cache(path: Path, entries: list[Entry], warnings: Sequence[Finding] = ()) -> None:
+    """Write the index atomically, and the scan's warnings beside it; an unwritable folder only skips the cache.
+
+    The index file keeps the original's format (a list of [series, [i, j, k]]); the warnings go to
+    ``warnings_<name>`` (a name no ``DSPaths*`` pattern matches), written first, so that a cached index never loses
+    them.
+    """
     try:
+        atomic_write_text(warnings_path(path), json.dumps([[w.check, w.key, w.message] for w in warnings]))
         atomic_write_text(path, json.dumps([[p, list(ijk)] for p, ijk in entries]))
     except OSError as err:
         log.debug("Sample index cache not written to %s: %s", path, err)
+
+
+def warnings_path(path: Path) -> Path:
+    return path.with_name("warnings_" + path.name)
+
+
+def load_cached_warnings(path: Path) -> list[Finding]:
+    """The warnings of the scan that wrote the cached index (none for a cache written before they were kept)."""
+    try:
+        raw = json.loads(warnings_path(path).read_text())
+        return [Finding(False, str(check), str(key), str(message)) for check, key, message in raw]
+    except (OSError, ValueError, TypeError):
+        return []
 
 
 def build_index(
@@ -270,10 +289,14 @@ def build_index(
     path = cache_path(Path(h5_path), search_criteria(Path(h5_path), patient_ids, opts), opts) if cached else None
     entries = load_cache(path) if path is not None else None
     fresh = entries is None
+    findings: list[Finding] = []
     if entries is None:
-        entries = scan_file(h5_path, patient_ids, opts, split)
+        entries = scan_file(h5_path, patient_ids, opts, split, findings)
+    elif path is not None:
+        findings = load_cached_warnings(path)  # a rerun on a cached index says what the first scan said
+    raise_or_log(findings)
     if check is not None:
         check(entries)
     if fresh and path is not None:
-        save_cache(path, entries)
+        save_cache(path, entries, findings)
     return entries

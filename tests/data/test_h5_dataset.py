@@ -212,6 +212,19 @@ def test_cache_written_reused_and_invalidated(tmp_path, monkeypatch):
     assert len(H5SeriesDataset(path, None, DatasetOptions())) == 3 and len(calls) == 1
 
 
+def test_cached_index_repeats_the_scan_warnings(tmp_path, caplog):
+    path = _file(tmp_path, {"1/f/i/primary": _arr((1, 2, 1, 4, 4))})
+    with h5py.File(path, "a") as f:
+        f.create_group("1/f/i/primary_group")  # a series stored as a group: a warning, not an error
+    for _ in range(2):  # the scan, then the cached index
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="imlatent"):
+            assert len(H5SeriesDataset(path, None, DatasetOptions())) == 2
+        assert [r.getMessage() for r in caplog.records if "primary_group" in r.getMessage()], "warning not repeated"
+    (kept,) = (tmp_path / "data_processedmeta").glob("warnings_DSPaths_*.json")
+    assert "primary_group" in kept.read_text()
+
+
 def test_unwritable_cache_is_skipped(tmp_path):
     path = _file(tmp_path, {"1/f/i/primary": _arr((1, 1, 1, 4, 4))})
     (tmp_path / "data_processedmeta").write_text("not a folder")
