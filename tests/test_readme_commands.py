@@ -387,7 +387,7 @@ STEPS: tuple[Step, ...] = (
         r"--direction phenotype pheno\.tsv Age \[ridge\|logistic\]",
         replace=(("RUN", DEMO_RUN), ("pheno.tsv", "demo_data/phenotypes.tsv"), (" [ridge|logistic]", " ridge")),
     ),
-    Step("--between", replace=(("RUN", DEMO_RUN),)),
+    Step("--between", replace=(("RUN", DEMO_RUN), ("--ddim_steps 20", "--ddim_steps 5"))),  # the demo's T_eval
     Step("report.py", replace=(("RUN", DEMO_RUN), ("pheno.tsv", "demo_data/phenotypes.tsv"))),
     Step(
         "explore.py",
