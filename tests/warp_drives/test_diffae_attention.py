@@ -7,23 +7,9 @@ import pytest
 import torch
 
 from Engineering.errors import ConfigError
-from Engineering.warp_drives.diffae import DiffAEConfig, build_diffae_net
+from Engineering.warp_drives.diffae import build_diffae_net
 from Engineering.warp_drives.diffae.blocks import AttentionBlock, ResBlock
-
-CASES = [(False, (32, 32)), (True, (2, 32, 32))]
-
-
-def _cfg(is3D: bool, input_shape: tuple[int, ...], **yaml) -> DiffAEConfig:
-    return DiffAEConfig.from_run(
-        is3D=is3D,
-        in_channels=1,
-        out_channels=1,
-        input_shape=input_shape,
-        latent_dim=16,
-        batch_size=2,
-        fp16=False,
-        yaml_overrides={"net_ch": 8, **yaml},
-    )
+from tests.tiny_diffae import CASES, tiny_config
 
 
 def _block(mode: str, channels: int = 16) -> AttentionBlock:
@@ -65,7 +51,7 @@ def test_sdpa_inputs_are_what_the_fused_kernels_take():
 
 
 def test_modes_share_the_state_dict_and_math_is_selectable():
-    nets = {m: build_diffae_net(_cfg(True, (2, 32, 32), attention=m)) for m in ("sdpa", "math")}
+    nets = {m: build_diffae_net(tiny_config(True, (2, 32, 32), attention=m)) for m in ("sdpa", "math")}
     assert [(k, v.shape) for k, v in nets["sdpa"].state_dict().items()] == [
         (k, v.shape) for k, v in nets["math"].state_dict().items()
     ]
@@ -75,14 +61,14 @@ def test_modes_share_the_state_dict_and_math_is_selectable():
 
 def test_attention_mode_is_validated():
     with pytest.raises(ConfigError, match="attention must be one of sdpa, math, got 'flash'"):
-        _cfg(False, (32, 32), attention="flash")
+        tiny_config(False, (32, 32), attention="flash")
 
 
 @pytest.mark.parametrize("is3D, shape", CASES, ids=["2d", "3d"])
 def test_grad_checkpoint_gives_the_same_loss_and_gradients(is3D, shape):
     """Dropout is on (0.1 by default) and train mode: checkpointing replays the RNG, so results are identical."""
-    plain = build_diffae_net(_cfg(is3D, shape)).train()
-    ckpt = build_diffae_net(_cfg(is3D, shape, grad_checkpoint=True)).train()
+    plain = build_diffae_net(tiny_config(is3D, shape)).train()
+    ckpt = build_diffae_net(tiny_config(is3D, shape, grad_checkpoint=True)).train()
     ckpt.load_state_dict(plain.state_dict())
     flags = {m.grad_checkpoint for m in ckpt.modules() if isinstance(m, (ResBlock, AttentionBlock))}
     assert flags == {True}

@@ -6,26 +6,9 @@ import pytest
 import torch
 
 from Engineering.errors import ConfigError
-from Engineering.warp_drives.diffae import DiffAEConfig, build_diffae_net
+from Engineering.warp_drives.diffae import build_diffae_net
 from Engineering.warp_drives.diffae.blocks import AttentionBlock, ResBlock
-
-CASES = [  # (is3D, input_shape)
-    (False, (32, 32)),
-    (True, (2, 32, 32)),
-]
-
-
-def _cfg(is3D: bool, input_shape: tuple[int, ...], **yaml) -> DiffAEConfig:
-    return DiffAEConfig.from_run(
-        is3D=is3D,
-        in_channels=1,
-        out_channels=1,
-        input_shape=input_shape,
-        latent_dim=16,
-        batch_size=2,
-        fp16=False,
-        yaml_overrides={"net_ch": 8, **yaml},
-    )
+from tests.tiny_diffae import CASES, tiny_config
 
 
 def _perturb(net: torch.nn.Module) -> None:
@@ -38,7 +21,7 @@ def _perturb(net: torch.nn.Module) -> None:
 
 @pytest.fixture(scope="module", params=CASES, ids=["2d", "3d"])
 def net_and_cfg(request):
-    cfg = _cfg(*request.param)
+    cfg = tiny_config(*request.param)
     net = build_diffae_net(cfg).eval()
     _perturb(net)
     return net, cfg
@@ -67,12 +50,12 @@ def test_cond_none_encodes_x_start(net_and_cfg):
 
 def test_fresh_net_predicts_zero():
     """The zero-initialised output conv makes a fresh denoiser predict ε̂ = 0."""
-    net = build_diffae_net(_cfg(False, (32, 32)))
+    net = build_diffae_net(tiny_config(False, (32, 32)))
     assert not net(torch.randn(1, 1, 32, 32), torch.tensor([5]), cond=torch.randn(1, 16)).any()
 
 
 def test_gradients_reach_encoder():
-    net = build_diffae_net(_cfg(False, (32, 32)))
+    net = build_diffae_net(tiny_config(False, (32, 32)))
     _perturb(net)
     x = torch.randn(1, 1, 32, 32)
     net(x, torch.tensor([5]), x_start=x).pow(2).mean().backward()
@@ -82,7 +65,7 @@ def test_gradients_reach_encoder():
 @pytest.mark.parametrize("keep_depth, bottleneck_depth", [(True, 8), (False, 2)])
 def test_depth_resampling_is_a_setting(keep_depth, bottleneck_depth):
     shallow = {"net_ch_mult": [1, 1, 1], "net_enc_channel_mult": [1, 1], "net_attn": []}
-    cfg = _cfg(True, (8, 8, 8), keep_depth=keep_depth, **shallow)
+    cfg = tiny_config(True, (8, 8, 8), keep_depth=keep_depth, **shallow)
     net = build_diffae_net(cfg)
     seen = []
     net.middle_block.register_forward_hook(lambda m, i, o: seen.append(o.shape))
